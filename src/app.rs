@@ -1,0 +1,137 @@
+//! Startup: connect to Redis, start the subscriber and the sweeper, bind the
+//! listener. `Application::build` binds the port itself, so tests pass port 0
+//! and ask `local_addr()`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, redacted_url};
+use crate::http::{self, AppState, Limits};
+use crate::model::ExpiresIn;
+use crate::store::{Keys, Store, StoreOptions};
+use crate::wait::Waiters;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot reach Redis at {url}: {reason}")]
+    Redis { url: String, reason: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Application {
+    /// Everything that can fail at start fails here, with a message that
+    /// names what to fix. `shutdown` stops the server and every task.
+    pub async fn build(config: &Config, shutdown: CancellationToken) -> Result<Self, StartError> {
+        let url = config.redis_url();
+        let unreachable = |reason: String| StartError::Redis {
+            url: redacted_url(url),
+            reason,
+        };
+        let client = redis::Client::open(url).map_err(|e| unreachable(e.to_string()))?;
+        let options = StoreOptions {
+            keys: Keys::new(config.prefix.clone()),
+            retention: Duration::from_secs(config.retention),
+            timeout: config.redis_timeout(),
+        };
+        let store = Store::connect(client.clone(), options)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let (waiters, subscriber) =
+            Waiters::start(client, config.redis_timeout(), shutdown.clone())
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let default_expires_in = ExpiresIn::from_secs(config.default_expires_in)
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        let sweeper = tokio::spawn(sweep(
+            store.clone(),
+            Duration::from_millis(config.sweep_interval_ms),
+            shutdown.clone(),
+        ));
+        let state = AppState {
+            store,
+            waiters,
+            limits: Limits {
+                default_expires_in,
+                max_wait: Duration::from_secs(config.max_wait),
+            },
+            shutdown,
+        };
+        Ok(Self {
+            listener,
+            state,
+            background: vec![subscriber, sweeper],
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The in-process waiter registry, for tests and embedders.
+    pub fn waiters(&self) -> Waiters {
+        self.state.waiters.clone()
+    }
+
+    /// Serves until shutdown, then waits for the background tasks to stop.
+    pub async fn run(self) -> std::io::Result<()> {
+        let shutdown = self.state.shutdown.clone();
+        let served = http::serve(self.listener, self.state, shutdown).await;
+        for task in self.background {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "a background task failed");
+            }
+        }
+        served
+    }
+}
+
+/// Expires challenges past their deadline, even when nobody reads them. Every
+/// instance sweeps; the expiry script makes that safe.
+async fn sweep(store: Store, every: Duration, shutdown: CancellationToken) {
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        match store.expire_due().await {
+            Ok(expired) => {
+                if failing {
+                    tracing::info!("the expiry sweep works again");
+                    failing = false;
+                }
+                if expired > 0 {
+                    tracing::debug!(expired, "expired challenges past their deadline");
+                }
+            }
+            // Logged once per outage, not every interval.
+            Err(error) if !failing => {
+                tracing::warn!(%error, "the expiry sweep failed; retrying");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+    }
+}

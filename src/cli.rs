@@ -1,0 +1,135 @@
+//! The `twofa-bridge` command line. With no subcommand it serves.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::Application;
+use crate::config::{Config, DEFAULT_REDIS_URL};
+use crate::redis_server::{RedisServer, RedisServerError};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "twofa-bridge",
+    version,
+    about = "Relays bank 2FA challenges from scrapers to customers, and their tokens back, through Redis.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    #[command(flatten)]
+    serve: Config,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP gateway (the default when no subcommand is given).
+    ///
+    /// Example: REDIS_URL=redis://127.0.0.1:6379 twofa-bridge serve --listen 0.0.0.0:8080
+    Serve(Config),
+}
+
+pub async fn run(cli: Cli) -> ExitCode {
+    let config = match cli.command {
+        Some(Command::Serve(config)) => config,
+        None => cli.serve,
+    };
+    serve(config).await
+}
+
+async fn serve(mut config: Config) -> ExitCode {
+    // Kept alive until the gateway stops; dropping it stops the process.
+    let _dev_redis = match redis_for_newcomers(&mut config).await {
+        Ok(server) => server,
+        Err(line) => {
+            eprintln!("error: {line}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let app = match Application::build(&config, shutdown.clone()).await {
+        Ok(app) => app,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Ok(addr) = app.local_addr() {
+        tracing::info!(%addr, "twofa-bridge is listening");
+    }
+    tokio::spawn(cancel_on_signal(shutdown));
+    match app.run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: the server failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// With no `REDIS_URL` and nothing at the default address, starts a private
+/// redis-server so a first `cargo run` just works, or says how to get one.
+async fn redis_for_newcomers(config: &mut Config) -> Result<Option<RedisServer>, String> {
+    if config.redis_url.is_some() || answers_ping(DEFAULT_REDIS_URL).await {
+        return Ok(None);
+    }
+    match tokio::task::spawn_blocking(RedisServer::start).await {
+        Ok(Ok(server)) => {
+            tracing::warn!(
+                url = %server.url(),
+                "no Redis at {DEFAULT_REDIS_URL} and REDIS_URL is not set: started a private \
+                 DEVELOPMENT redis-server. Its data is NOT kept and it stops with the gateway. \
+                 Set REDIS_URL for real use."
+            );
+            config.redis_url = Some(server.url());
+            Ok(Some(server))
+        }
+        Ok(Err(RedisServerError::NotInstalled)) => Err(format!(
+            "no Redis answers at {DEFAULT_REDIS_URL} and redis-server is not installed. \
+             Install it with `sudo apt-get install -y redis-server`, \
+             or start one with `docker compose up -d redis`, or set REDIS_URL."
+        )),
+        Ok(Err(error)) => Err(format!(
+            "no Redis answers at {DEFAULT_REDIS_URL}, and a private one failed: {error}"
+        )),
+        Err(error) => Err(format!("could not start a private redis-server: {error}")),
+    }
+}
+
+async fn answers_ping(url: &str) -> bool {
+    let Ok(client) = redis::Client::open(url) else {
+        return false;
+    };
+    let ping = async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<()>(&mut conn).await
+    };
+    matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(1), ping).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: answering waiters and finishing requests");
+    shutdown.cancel();
+}

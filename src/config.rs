@@ -1,0 +1,109 @@
+//! Configuration: every setting is a flag whose default comes from an
+//! environment variable, then from the documented default.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::model::ExpiresIn;
+use crate::store::Prefix;
+
+/// Where Redis is looked for when `REDIS_URL` is not set.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Redis to keep state in, as redis://[user:password@]host:port[/db].
+    /// When unset and nothing answers at redis://127.0.0.1:6379, a private
+    /// development redis-server is started (its data is not kept).
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Address and port to listen on.
+    #[arg(long, env = "TWOFA_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Prefix of every Redis key and channel.
+    #[arg(long, env = "TWOFA_PREFIX", default_value = "2fa")]
+    pub prefix: Prefix,
+
+    /// Seconds a challenge waits for its token when it does not say (1-3600).
+    #[arg(long, env = "TWOFA_DEFAULT_EXPIRES_IN", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=ExpiresIn::MAX_SECS))]
+    pub default_expires_in: u64,
+
+    /// Longest long poll a scraper may ask for, in seconds (1-3600).
+    #[arg(long, env = "TWOFA_MAX_WAIT", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub max_wait: u64,
+
+    /// Seconds an access's keys are kept after its challenge's deadline.
+    #[arg(long, env = "TWOFA_RETENTION", default_value_t = 86_400,
+          value_parser = clap::value_parser!(u64).range(1..=30 * 86_400))]
+    pub retention: u64,
+
+    /// Milliseconds between two looks for challenges past their deadline.
+    #[arg(long, env = "TWOFA_SWEEP_INTERVAL_MS", default_value_t = 250,
+          value_parser = clap::value_parser!(u64).range(10..=10_000))]
+    pub sweep_interval_ms: u64,
+
+    /// Longest any Redis call may take before the request gets a 503, in ms.
+    #[arg(long, env = "TWOFA_REDIS_TIMEOUT_MS", default_value_t = 1_500,
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub redis_timeout_ms: u64,
+}
+
+impl Config {
+    /// The documented defaults, whatever the environment says, with this
+    /// Redis: what tests and embedders start from.
+    pub fn with_redis(url: impl Into<String>) -> Self {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            config: Config,
+        }
+        let command = <Defaults as clap::CommandFactory>::command()
+            .mut_args(|arg| arg.env(clap::builder::Resettable::Reset));
+        let matches = command.get_matches_from(["twofa-bridge"]);
+        let defaults = <Defaults as clap::FromArgMatches>::from_arg_matches(&matches)
+            .unwrap_or_else(|e| e.exit());
+        Config {
+            redis_url: Some(url.into()),
+            ..defaults.config
+        }
+    }
+
+    pub fn redis_url(&self) -> &str {
+        self.redis_url.as_deref().unwrap_or(DEFAULT_REDIS_URL)
+    }
+
+    pub fn redis_timeout(&self) -> Duration {
+        Duration::from_millis(self.redis_timeout_ms)
+    }
+}
+
+/// The URL with its password replaced by `***`, fit for logs and errors.
+pub fn redacted_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Only fails for URLs that cannot have a password at all.
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "<unparsable URL>".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_a_printed_url() {
+        let shown = redacted_url("redis://user:s3cret@host:6379/0");
+        assert_eq!(shown, "redis://user:***@host:6379/0");
+        assert_eq!(redacted_url("redis://host:6379"), "redis://host:6379");
+    }
+}

@@ -1,0 +1,161 @@
+//! The one place where failures become HTTP statuses and the error JSON,
+//! `{"error":{"code":"snake_case","message":"…"}}`.
+//!
+//! Internal errors are logged once here and never shown to the client.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::model::{Invalid, Status};
+use crate::store::StoreError;
+use crate::wait::WaitError;
+
+/// Seconds a client should wait before retrying after a 503.
+const RETRY_AFTER_SECS: &str = "1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A path segment or query parameter is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Json(#[from] JsonRejection),
+    /// The body parsed, but a value breaks a rule.
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The lifecycle forbids this step from the access's current status.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    AttemptMismatch(String),
+    /// The challenge ended without a token: `expired` or `cancelled`.
+    #[error("the challenge is {0}")]
+    Gone(Status),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+    #[error("no route for this path")]
+    NoRoute,
+    #[error("this method is not allowed here")]
+    MethodNotAllowed,
+}
+
+impl AppError {
+    /// A refused step on a challenge that ended without a token is a 410, as
+    /// the token routes promise; any other refusal is a conflict.
+    pub fn gone_or_conflict(error: StoreError) -> AppError {
+        match &error {
+            StoreError::Refused(access)
+                if matches!(access.status, Status::Expired | Status::Cancelled) =>
+            {
+                AppError::Gone(access.status)
+            }
+            _ => AppError::from(error),
+        }
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            AppError::Json(rejection) => match rejection {
+                JsonRejection::JsonSyntaxError(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
+                JsonRejection::JsonDataError(_) => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
+                }
+                JsonRejection::MissingJsonContentType(_) => (
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                ),
+                _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                    (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+                }
+                _ => (StatusCode::BAD_REQUEST, "unreadable_body"),
+            },
+            AppError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+            AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            AppError::AttemptMismatch(_) => (StatusCode::CONFLICT, "attempt_mismatch"),
+            AppError::Gone(Status::Cancelled) => (StatusCode::GONE, "cancelled"),
+            AppError::Gone(_) => (StatusCode::GONE, "expired"),
+            AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            AppError::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
+            AppError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        }
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound(_) => AppError::NotFound(error.to_string()),
+            StoreError::Refused(ref access) => AppError::Conflict(format!(
+                "{error}; this step is not allowed from status {}",
+                access.status
+            )),
+            StoreError::AttemptMismatch(_) => AppError::AttemptMismatch(error.to_string()),
+            _ if error.is_unavailable() => AppError::Unavailable(error.to_string()),
+            _ => AppError::Internal(error.to_string()),
+        }
+    }
+}
+
+impl From<WaitError> for AppError {
+    fn from(error: WaitError) -> Self {
+        match error {
+            WaitError::Store(error) => error.into(),
+            WaitError::SubscriberDown => AppError::Unavailable(error.to_string()),
+        }
+    }
+}
+
+impl From<Invalid> for AppError {
+    fn from(error: Invalid) -> Self {
+        AppError::Unprocessable(error.to_string())
+    }
+}
+
+impl From<PathRejection> for AppError {
+    fn from(rejection: PathRejection) -> Self {
+        AppError::BadRequest(rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for AppError {
+    fn from(rejection: QueryRejection) -> Self {
+        AppError::BadRequest(rejection.body_text())
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = match &self {
+            AppError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                "internal error; see the gateway's log".to_owned()
+            }
+            AppError::Unavailable(detail) => {
+                tracing::warn!(%detail, "Redis unavailable");
+                self.to_string()
+            }
+            AppError::Json(rejection) => rejection.body_text(),
+            _ => self.to_string(),
+        };
+        let body = json!({ "error": { "code": code, "message": message } });
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        response
+    }
+}

@@ -1,0 +1,121 @@
+//! The token: the front end submits it, the scraper waits for it.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::error::AppError;
+use super::extract::{AppJson, AppQuery, PathId};
+use crate::model::{Access, AccessId, Status, Token};
+use crate::wait::{Answer, wait_for_token};
+
+/// A long poll waits this long when the caller does not say.
+const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+
+/// `POST /v1/tokens`, exactly the seed's message plus an optional attempt.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitBody {
+    access: AccessId,
+    token: Token,
+    /// When given, the call fails with 409 if the challenge has moved on.
+    attempt: Option<NonZeroU32>,
+}
+
+/// Stores the customer's token; the waiting scraper wakes at once.
+pub async fn submit(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<SubmitBody>,
+) -> Result<Json<Access>, AppError> {
+    let attempt = body.attempt.map(NonZeroU32::get);
+    let stored = state
+        .store
+        .submit_token(&body.access, &body.token, attempt)
+        .await
+        .map_err(AppError::gone_or_conflict)?;
+    Ok(Json(stored))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitQuery {
+    /// Seconds, fractions allowed: 0 looks and returns.
+    timeout: Option<String>,
+}
+
+impl WaitQuery {
+    fn timeout(&self, max: Duration) -> Result<Duration, AppError> {
+        let Some(raw) = &self.timeout else {
+            return Ok(DEFAULT_WAIT.min(max));
+        };
+        let invalid = || {
+            AppError::BadRequest(format!(
+                "timeout must be a number of seconds from 0 to {}",
+                max.as_secs()
+            ))
+        };
+        let seconds: f64 = raw.parse().map_err(|_| invalid())?;
+        if !seconds.is_finite() || seconds < 0.0 || seconds > max.as_secs_f64() {
+            return Err(invalid());
+        }
+        Ok(Duration::from_secs_f64(seconds))
+    }
+}
+
+/// The scraper's answer: the token, never logged, never cached.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    access: AccessId,
+    status: Status,
+    token: Token,
+    attempt: u32,
+}
+
+/// `GET /v1/accesses/{access}/token?timeout=30`: a long poll, woken by Redis
+/// the moment the token lands. Reading does not consume the token.
+pub async fn wait(
+    State(state): State<AppState>,
+    PathId(access): PathId<AccessId>,
+    AppQuery(query): AppQuery<WaitQuery>,
+) -> Result<Response, AppError> {
+    let timeout = query.timeout(state.limits.max_wait)?;
+    let answer = wait_for_token(
+        &state.store,
+        &state.waiters,
+        &access,
+        timeout,
+        &state.shutdown,
+    )
+    .await?;
+    match answer {
+        Answer::Token { attempt, token } => {
+            let body = TokenResponse {
+                access,
+                status: Status::TokenReceived,
+                token,
+                attempt,
+            };
+            let mut response = Json(body).into_response();
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            Ok(response)
+        }
+        Answer::StillWaiting => Ok(StatusCode::NO_CONTENT.into_response()),
+        Answer::Finished(status @ (Status::Expired | Status::Cancelled)) => {
+            Err(AppError::Gone(status))
+        }
+        Answer::Finished(status) => Err(AppError::Conflict(format!(
+            "access {access} is {status}; its token was already used"
+        ))),
+        Answer::NotFound => Err(AppError::NotFound(format!(
+            "access {access} has no challenge"
+        ))),
+    }
+}

@@ -1,0 +1,28 @@
+//! twofa-bridge relays a bank's second-factor challenge from a scraper to a
+//! customer, and the customer's token back, through Redis.
+//!
+//! The map, in the order data flows:
+//!
+//! - [`http`]: the axum gateway. Handlers validate input into [`model`]
+//!   types, call one [`store`] or [`wait`] function, and shape the answer.
+//!   Every failure becomes an HTTP status in one place, `http::error`.
+//! - [`model`]: validated ids and texts, statuses, the access object. A value
+//!   is checked once, at the edge; after that its type is the proof.
+//! - [`store`]: everything that speaks Redis commands. Each lifecycle step is
+//!   one Lua script (`store/scripts/*.lua`) on one access's keys; every key
+//!   name is built in `store::keys`.
+//! - [`wait`]: the shared pub/sub subscriber and the in-process fan-out that
+//!   wakes long polls. A message is only a hint; the waiter re-reads the
+//!   store.
+//! - [`app`]: startup and the expiry sweeper; [`config`] and [`cli`]: the
+//!   command line; [`redis_server`]: a private redis-server for tests and
+//!   first runs.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod model;
+pub mod redis_server;
+pub mod store;
+pub mod wait;

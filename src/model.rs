@@ -1,0 +1,493 @@
+//! The domain: validated ids and texts, the lifecycle's statuses, and the
+//! access object that every route returns.
+//!
+//! Values are checked once, when they are parsed at the edge (a path segment,
+//! a JSON body). After that the type is the proof: the store and the Lua
+//! scripts never re-check an id, and no unchecked string can reach a Redis
+//! key name.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Why a value was refused. The message names the field and the rule, and
+/// never repeats the value itself (it may be a token).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(String);
+
+impl Invalid {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// Ids become part of Redis key names inside a `{...}` hash tag, so the
+/// alphabet excludes braces, spaces and glob characters.
+fn check_id(what: &str, value: &str) -> Result<(), Invalid> {
+    let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-');
+    if value.is_empty() || value.len() > 128 || !value.chars().all(valid_char) {
+        return Err(Invalid(format!(
+            "{what} must be 1 to 128 characters from [A-Za-z0-9._:-]"
+        )));
+    }
+    Ok(())
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(value: impl Into<String>) -> Result<Self, Invalid> {
+                let value = value.into();
+                check_id($what, &value)?;
+                Ok(Self(value))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                Self::parse(String::deserialize(d)?).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// The scraper's id for one login to one bank account.
+    AccessId,
+    "access id"
+);
+id_type!(
+    /// The id TesBack uses for the person who answers the challenges.
+    CustomerId,
+    "customer id"
+);
+
+/// Characters that print nothing: controls, and the invisible formatting
+/// characters (zero-width spaces, bidi overrides, BOM) that make a string
+/// look like another one.
+fn is_unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}')
+}
+
+/// Checks free text shown to a person: 1 to `max` characters, printable, with
+/// line breaks and tabs allowed only where `multiline` says so.
+fn check_text(what: &str, value: &str, max: usize, multiline: bool) -> Result<(), Invalid> {
+    let len = value.chars().count();
+    if len == 0 || len > max {
+        return Err(Invalid(format!("{what} must be 1 to {max} characters")));
+    }
+    let allowed = |c: char| multiline && matches!(c, '\n' | '\r' | '\t');
+    if value.chars().any(|c| is_unprintable(c) && !allowed(c)) {
+        let extra = if multiline {
+            " other than line breaks and tabs"
+        } else {
+            ""
+        };
+        return Err(Invalid(format!(
+            "{what} must not contain control or invisible characters{extra}"
+        )));
+    }
+    Ok(())
+}
+
+macro_rules! text_type {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $max:literal, $multiline:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub const MAX_CHARS: usize = $max;
+
+            pub fn parse(value: impl Into<String>) -> Result<Self, Invalid> {
+                let value = value.into();
+                check_text($what, &value, $max, $multiline)?;
+                Ok(Self(value))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                Self::parse(String::deserialize(d)?).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+text_type!(
+    /// The bank's name as the customer knows it (`finEntityName`).
+    BankName,
+    "finEntityName",
+    128,
+    false
+);
+text_type!(
+    /// The bank's question, shown to the customer (`doubleAuthQuestion`).
+    Question,
+    "doubleAuthQuestion",
+    1024,
+    true
+);
+text_type!(
+    /// Why the scraper reported an outcome, kept on final states.
+    Reason,
+    "reason",
+    512,
+    true
+);
+
+/// The one-time code the customer typed.
+///
+/// It has no `Display`, and its `Debug` is redacted, so that no log line or
+/// error message can print it by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    pub const MAX_CHARS: usize = 256;
+
+    pub fn parse(value: impl Into<String>) -> Result<Self, Invalid> {
+        let value = value.into();
+        check_text("token", &value, Self::MAX_CHARS, false)?;
+        Ok(Self(value))
+    }
+
+    /// The secret itself: only for the Redis write, and the scraper's answer.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+impl Serialize for Token {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Token {
+    /// A hand-written visitor, because serde's own type errors quote the
+    /// offending value ("invalid type: integer `987654`"), and a token sent
+    /// as a JSON number would then be echoed into errors and logs.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TokenVisitor;
+
+        fn not_a_string<E: serde::de::Error>() -> E {
+            E::custom("token must be a JSON string")
+        }
+
+        impl<'de> serde::de::Visitor<'de> for TokenVisitor {
+            type Value = Token;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a token string")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Token, E> {
+                Token::parse(v).map_err(E::custom)
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Token, E> {
+                Err(not_a_string())
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Token, E> {
+                Err(not_a_string())
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Token, E> {
+                Err(not_a_string())
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Token, E> {
+                Err(not_a_string())
+            }
+
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Token, E> {
+                Err(not_a_string())
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<Token, A::Error> {
+                Err(not_a_string())
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<Token, A::Error> {
+                Err(not_a_string())
+            }
+        }
+
+        d.deserialize_any(TokenVisitor)
+    }
+}
+
+/// How long a challenge waits for its answer: 1 s to 1 h.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpiresIn(Duration);
+
+impl ExpiresIn {
+    pub const MAX_SECS: u64 = 3600;
+
+    pub fn from_secs(secs: u64) -> Result<Self, Invalid> {
+        if !(1..=Self::MAX_SECS).contains(&secs) {
+            return Err(Invalid(format!(
+                "expiresIn must be 1 to {} seconds",
+                Self::MAX_SECS
+            )));
+        }
+        Ok(Self(Duration::from_secs(secs)))
+    }
+
+    pub fn as_duration(self) -> Duration {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for ExpiresIn {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::from_secs(u64::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where an access is in its lifecycle. The strings are the public contract:
+/// they are stored in the hash, pushed on the wake list and published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Need,
+    QuestionSent,
+    TokenReceived,
+    Ok,
+    Rejected,
+    Expired,
+    Cancelled,
+}
+
+impl Status {
+    pub const ALL: [Status; 7] = [
+        Status::Need,
+        Status::QuestionSent,
+        Status::TokenReceived,
+        Status::Ok,
+        Status::Rejected,
+        Status::Expired,
+        Status::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Need => "need",
+            Status::QuestionSent => "question_sent",
+            Status::TokenReceived => "token_received",
+            Status::Ok => "ok",
+            Status::Rejected => "rejected",
+            Status::Expired => "expired",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+
+    /// Waiting for the customer: listed to the front end, open to a token.
+    pub fn is_waiting(self) -> bool {
+        matches!(self, Status::Need | Status::QuestionSent)
+    }
+
+    /// No move leaves a final status except a new challenge.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Status::Ok | Status::Rejected | Status::Expired | Status::Cancelled
+        )
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the scraper reports after using the token at the bank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Rejected,
+}
+
+impl Outcome {
+    pub fn status(self) -> Status {
+        match self {
+            Outcome::Ok => Status::Ok,
+            Outcome::Rejected => Status::Rejected,
+        }
+    }
+}
+
+/// What kind of answer the challenge expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A one-time code.
+    Code,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Code => "code",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Kind> {
+        (value == "code").then_some(Kind::Code)
+    }
+}
+
+/// A moment as Unix milliseconds, the way the hash stores it; serialised as
+/// an RFC 3339 UTC string with milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UnixMillis(pub u64);
+
+impl UnixMillis {
+    pub fn to_system_time(self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.0)
+    }
+}
+
+impl fmt::Display for UnixMillis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}",
+            humantime::format_rfc3339_millis(self.to_system_time())
+        )
+    }
+}
+
+impl Serialize for UnixMillis {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A new challenge, as the scraper posts it.
+#[derive(Debug, Clone)]
+pub struct NewChallenge {
+    pub customer: CustomerId,
+    pub fin_entity_name: BankName,
+    pub question: Question,
+    pub kind: Kind,
+    pub expires_in: ExpiresIn,
+}
+
+/// One access's current challenge: the hash, minus the token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Access {
+    pub access: AccessId,
+    pub customer: CustomerId,
+    pub fin_entity_name: String,
+    #[serde(rename = "doubleAuthQuestion")]
+    pub question: String,
+    pub kind: Kind,
+    pub status: Status,
+    pub attempt: u32,
+    pub started_at: UnixMillis,
+    pub updated_at: UnixMillis,
+    pub expires_at: UnixMillis,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_accept_the_documented_alphabet_only() {
+        assert!(AccessId::parse("001").is_ok());
+        assert!(AccessId::parse("a.b_c:d-E9").is_ok());
+        assert!(AccessId::parse("x".repeat(128)).is_ok());
+        for bad in ["", "a b", "{x}", "a}", "a*", "../x", "é", "a\0", &"x".repeat(129)] {
+            assert!(AccessId::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn tokens_are_printable_and_bounded() {
+        assert!(Token::parse("987654").is_ok());
+        assert!(Token::parse("ab cd").is_ok());
+        assert!(Token::parse("x".repeat(256)).is_ok());
+        for bad in ["", "12\n34", "12\u{0}", "\u{202E}123", &"x".repeat(257)] {
+            assert!(Token::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn token_errors_and_debug_never_show_the_value() {
+        let token = Token::parse("987654").expect("valid token");
+        assert!(!format!("{token:?}").contains("987654"));
+        let err = serde_json::from_str::<Token>("987654").expect_err("a number is refused");
+        assert!(!err.to_string().contains("987654"), "{err}");
+    }
+
+    #[test]
+    fn questions_may_span_lines_but_names_may_not() {
+        assert!(Question::parse("Code sent to\n+33 6…").is_ok());
+        assert!(BankName::parse("Real\nBank").is_err());
+        assert!(Question::parse("x".repeat(1025)).is_err());
+    }
+
+    #[test]
+    fn times_serialise_as_rfc3339_with_milliseconds() {
+        assert_eq!(
+            UnixMillis(1_764_089_305_007).to_string(),
+            "2025-11-25T16:48:25.007Z"
+        );
+    }
+
+    #[test]
+    fn statuses_round_trip_through_their_strings() {
+        for status in Status::ALL {
+            assert_eq!(Status::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(Status::parse("done"), None);
+    }
+}

@@ -1,0 +1,114 @@
+//! Every Redis key and channel name, built in one place.
+//!
+//! The names are a public contract (README, "Redis layout"): scrapers in
+//! other languages and operators with redis-cli use them directly. An access's
+//! keys share the hash tag `{<access>}`, so that every transition touches one
+//! cluster slot.
+
+use crate::model::{AccessId, CustomerId, Invalid};
+
+/// The key prefix, `2fa` by default. It must not contain braces, or it would
+/// change the hash tag that keeps an access's keys in one slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prefix(String);
+
+impl Prefix {
+    pub fn parse(value: &str) -> Result<Self, Invalid> {
+        let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-');
+        if value.is_empty() || value.len() > 64 || !value.chars().all(valid_char) {
+            return Err(Invalid::new(
+                "the key prefix must be 1 to 64 characters from [A-Za-z0-9._:-]",
+            ));
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Prefix {
+    type Err = Invalid;
+
+    fn from_str(s: &str) -> Result<Self, Invalid> {
+        Self::parse(s)
+    }
+}
+
+/// The names of one access's keys and channel.
+#[derive(Debug, Clone)]
+pub struct AccessKeys {
+    /// `2fa:access:{<access>}`, the HASH that holds the state.
+    pub hash: String,
+    /// `2fa:access:{<access>}:wake`, the LIST a raw-Redis scraper BLPOPs.
+    pub wake: String,
+    /// `2fa:access:{<access>}:changed`, the channel that gets every new status.
+    pub changed: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: Prefix,
+}
+
+impl Keys {
+    pub fn new(prefix: Prefix) -> Self {
+        Self { prefix }
+    }
+
+    pub fn access(&self, access: &AccessId) -> AccessKeys {
+        let hash = format!("{}:access:{{{}}}", self.prefix.as_str(), access.as_str());
+        AccessKeys {
+            wake: format!("{hash}:wake"),
+            changed: format!("{hash}:changed"),
+            hash,
+        }
+    }
+
+    /// The channel alone, for the subscriber.
+    pub fn changed(&self, access: &AccessId) -> String {
+        self.access(access).changed
+    }
+
+    /// `2fa:customer:{<customer>}:pending`, a ZSET index of the customer's
+    /// waiting accesses, scored by `started_at`.
+    pub fn pending(&self, customer: &CustomerId) -> String {
+        format!(
+            "{}:customer:{{{}}}:pending",
+            self.prefix.as_str(),
+            customer.as_str()
+        )
+    }
+
+    /// `2fa:expiring`, a ZSET index of waiting accesses scored by
+    /// `expires_at`, that the sweeper reads to expire challenges on time.
+    pub fn expiring(&self) -> String {
+        format!("{}:expiring", self.prefix.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_documented_layout() {
+        let keys = Keys::new(Prefix::parse("2fa").expect("valid prefix"));
+        let access = AccessId::parse("001").expect("valid id");
+        let names = keys.access(&access);
+        assert_eq!(names.hash, "2fa:access:{001}");
+        assert_eq!(names.wake, "2fa:access:{001}:wake");
+        assert_eq!(names.changed, "2fa:access:{001}:changed");
+        let customer = CustomerId::parse("c1").expect("valid id");
+        assert_eq!(keys.pending(&customer), "2fa:customer:{c1}:pending");
+        assert_eq!(keys.expiring(), "2fa:expiring");
+    }
+
+    #[test]
+    fn a_prefix_cannot_move_the_hash_tag() {
+        assert!(Prefix::parse("{x}").is_err());
+        assert!(Prefix::parse("").is_err());
+        assert!(Prefix::parse("prod:2fa").is_ok());
+    }
+}

@@ -1,0 +1,467 @@
+//! Everything that speaks Redis, except the pub/sub subscriber (`wait`).
+//!
+//! Each lifecycle step is one Lua script on one access's keys, which share a
+//! hash tag, so a step is atomic and stays in one cluster slot. The two
+//! indexes live in other slots and are kept by separate calls, ordered so a
+//! crash can leave a stale entry but never a missing one:
+//!
+//! - `2fa:customer:{<customer>}:pending`, the accesses waiting for a
+//!   customer, read by the list route;
+//! - `2fa:expiring`, the waiting accesses by deadline, read by the sweeper.
+//!
+//! Entries are added before the hash write and removed after it, and only
+//! ever removed as the exact (member, score) pair the remover saw. Readers
+//! re-check every hash, so a stale entry costs one read and is then dropped.
+
+mod hash;
+pub mod keys;
+mod scripts;
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+
+use crate::model::{Access, AccessId, CustomerId, NewChallenge, Outcome, Reason, Status, Token};
+use hash::Fields;
+pub use keys::{Keys, Prefix};
+use scripts::SCRIPTS;
+
+/// How many waiting accesses one list call returns at most. A person has a
+/// handful; the bound keeps a runaway scraper from making one call huge.
+pub const LIST_LIMIT: isize = 200;
+
+/// How many due challenges one sweep takes before it looks again.
+const SWEEP_BATCH: usize = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("access {0} has no challenge")]
+    NotFound(AccessId),
+    /// The lifecycle forbids the step from the access's current status.
+    #[error("access {} is {}", .0.access, .0.status)]
+    Refused(Box<Access>),
+    #[error("access {} has moved on to attempt {}", .0.access, .0.attempt)]
+    AttemptMismatch(Box<Access>),
+    #[error("Redis did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("the hash of access {access} is malformed: {problem}")]
+    Malformed { access: String, problem: String },
+}
+
+impl StoreError {
+    /// Redis is down, unreachable or too slow: worth a retry later, as
+    /// opposed to a bug or a refused step.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Timeout(_) => true,
+            StoreError::Redis(e) => {
+                e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_unrecoverable_error()
+            }
+            _ => false,
+        }
+    }
+}
+
+/// What a waiting scraper needs to know, read in one command.
+#[derive(Debug)]
+pub struct TokenView {
+    pub status: Status,
+    pub attempt: u32,
+    /// Present exactly when the status is `token_received`.
+    pub token: Option<Token>,
+}
+
+/// How the store talks to Redis; all of it is operator configuration.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub keys: Keys,
+    /// How long a hash outlives its challenge's deadline.
+    pub retention: Duration,
+    /// The longest any single Redis call may take before the caller gets an
+    /// error (and a 503), rather than a stalled request.
+    pub timeout: Duration,
+}
+
+/// The reply of an access script: outcome, whether the access left waiting,
+/// and the hash after the step.
+struct Step {
+    outcome: String,
+    left_waiting: bool,
+    access: Option<Access>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    conn: ConnectionManager,
+    options: StoreOptions,
+}
+
+impl Store {
+    /// Connects and checks that Redis answers, so a wrong URL fails at start.
+    pub async fn connect(client: redis::Client, options: StoreOptions) -> Result<Self, StoreError> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.timeout))
+            .set_response_timeout(Some(options.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let connect = ConnectionManager::new_with_config(client, config);
+        let conn = match tokio::time::timeout(options.timeout, connect).await {
+            Ok(conn) => conn?,
+            Err(_) => return Err(StoreError::Timeout(options.timeout)),
+        };
+        let store = Self { conn, options };
+        store.ping().await?;
+        Ok(store)
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.options.keys
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.bounded(redis::cmd("PING").query_async::<()>(&mut conn))
+            .await
+    }
+
+    /// Bounds a Redis call by the configured timeout. The redis crate has its
+    /// own response timeout, but a call made while the connection manager
+    /// reconnects waits for the reconnection, which this also bounds.
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.options.timeout, call).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(StoreError::Timeout(self.options.timeout)),
+        }
+    }
+
+    /// Starts attempt n+1 of a challenge, in status `need`.
+    pub async fn post_challenge(
+        &self,
+        access: &AccessId,
+        challenge: &NewChallenge,
+    ) -> Result<Access, StoreError> {
+        let expires_in = challenge.expires_in.as_duration();
+        let keep = expires_in + self.options.retention;
+        let pending = self.keys().pending(&challenge.customer);
+        let started_at = self.index_add(&pending, access, None, Some(keep)).await?;
+        let expires_at = started_at + millis(expires_in);
+        self.index_add(&self.keys().expiring(), access, Some(expires_at), None)
+            .await?;
+        let args = [
+            challenge.customer.as_str(),
+            challenge.fin_entity_name.as_str(),
+            challenge.question.as_str(),
+            challenge.kind.as_str(),
+            &started_at.to_string(),
+            &expires_at.to_string(),
+            &millis(self.options.retention).to_string(),
+        ];
+        let step = self.step(&SCRIPTS.post_challenge, access, &args).await?;
+        step.into_result(access)
+    }
+
+    /// The accesses waiting for this customer, oldest first. Each one shown
+    /// moves from `need` to `question_sent`, atomically per access.
+    pub async fn pending_for_customer(
+        &self,
+        customer: &CustomerId,
+    ) -> Result<Vec<Access>, StoreError> {
+        let index = self.keys().pending(customer);
+        let mut conn = self.conn.clone();
+        let entries: Vec<(String, String)> = self
+            .bounded(conn.zrange_withscores(&index, 0, LIST_LIMIT - 1))
+            .await?;
+        let shown = entries.into_iter().map(|(member, score)| {
+            let index = &index;
+            async move {
+                let Ok(access) = AccessId::parse(member.as_str()) else {
+                    self.index_remove(index, &member, &score).await;
+                    return Ok::<_, StoreError>(None);
+                };
+                let step = self
+                    .step(&SCRIPTS.send_question, &access, &[customer.as_str()])
+                    .await?;
+                if step.outcome == "done" {
+                    return Ok(step.access);
+                }
+                self.index_remove(index, &member, &score).await;
+                Ok(None)
+            }
+        });
+        let mut waiting = Vec::new();
+        for shown in join_all(shown).await {
+            waiting.extend(shown?);
+        }
+        waiting.sort_by(|a, b| (a.started_at, &a.access).cmp(&(b.started_at, &b.access)));
+        Ok(waiting)
+    }
+
+    /// Stores the customer's token: a waiting challenge becomes
+    /// `token_received`. With `attempt`, only that attempt may be answered.
+    pub async fn submit_token(
+        &self,
+        access: &AccessId,
+        token: &Token,
+        attempt: Option<u32>,
+    ) -> Result<Access, StoreError> {
+        let attempt = attempt.map(|a| a.to_string()).unwrap_or_default();
+        let args = [token.expose(), attempt.as_str()];
+        let step = self.step(&SCRIPTS.submit_token, access, &args).await?;
+        step.into_result(access)
+    }
+
+    /// The scraper's verdict on the token: `ok` or `rejected`.
+    pub async fn report(
+        &self,
+        access: &AccessId,
+        outcome: Outcome,
+        reason: Option<&Reason>,
+    ) -> Result<Access, StoreError> {
+        let args = [outcome.status().as_str(), reason.map_or("", Reason::as_str)];
+        let step = self.step(&SCRIPTS.report, access, &args).await?;
+        step.into_result(access)
+    }
+
+    /// Ends a challenge that is not final yet.
+    pub async fn cancel(&self, access: &AccessId) -> Result<Access, StoreError> {
+        let step = self.step(&SCRIPTS.cancel, access, &[]).await?;
+        step.into_result(access)
+    }
+
+    /// The access as it is, without its token; `None` when it has no
+    /// challenge.
+    pub async fn access(&self, access: &AccessId) -> Result<Option<Access>, StoreError> {
+        let hash = self.keys().access(access).hash;
+        let mut conn = self.conn.clone();
+        let flat: Vec<String> = self
+            .bounded(redis::cmd("HGETALL").arg(&hash).query_async(&mut conn))
+            .await?;
+        let fields = Fields::from_pairs(access, flat);
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        fields.into_access().map(Some)
+    }
+
+    /// The status, attempt and token, read in one command for a waiter.
+    pub async fn token_view(&self, access: &AccessId) -> Result<Option<TokenView>, StoreError> {
+        let hash = self.keys().access(access).hash;
+        let mut conn = self.conn.clone();
+        let (status, attempt, token): (Option<String>, Option<String>, Option<String>) = self
+            .bounded(
+                redis::cmd("HMGET")
+                    .arg(&hash)
+                    .arg(&["status", "attempt", "token"])
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let Some(status) = status else {
+            return Ok(None);
+        };
+        let mut flat = vec!["status".to_owned(), status];
+        flat.extend(attempt.map(|a| ["attempt".to_owned(), a]).into_iter().flatten());
+        let fields = Fields::from_pairs(access, flat);
+        let status = fields.status()?;
+        let token = match token.map(Token::parse) {
+            Some(Ok(token)) => Some(token),
+            Some(Err(_)) => {
+                return Err(StoreError::Malformed {
+                    access: access.to_string(),
+                    problem: "field `token` is not a valid token".to_owned(),
+                });
+            }
+            None => None,
+        };
+        Ok(Some(TokenView {
+            status,
+            attempt: fields.attempt()?,
+            token,
+        }))
+    }
+
+    /// Expires every waiting challenge whose deadline has passed, and wakes
+    /// its waiters. Safe to run from every gateway at once: the expiry itself
+    /// is one script that only the first caller finds to do. Returns how many
+    /// this call expired.
+    pub async fn expire_due(&self) -> Result<usize, StoreError> {
+        let index = self.keys().expiring();
+        let mut expired = 0;
+        loop {
+            let mut conn = self.conn.clone();
+            let flat: Vec<String> = self
+                .bounded(
+                    SCRIPTS
+                        .due
+                        .key(&index)
+                        .arg(SWEEP_BATCH)
+                        .invoke_async(&mut conn),
+                )
+                .await?;
+            let due: Vec<(String, String)> = flat
+                .chunks_exact(2)
+                .map(|pair| (pair[0].clone(), pair[1].clone()))
+                .collect();
+            let swept = due.iter().map(|(member, score)| async {
+                let Ok(access) = AccessId::parse(member.as_str()) else {
+                    self.index_remove(&index, member, score).await;
+                    return Ok(Swept::Dropped);
+                };
+                let step = self.step(&SCRIPTS.expire, &access, &[]).await?;
+                let swept = match step.outcome.as_str() {
+                    "waiting" => return Ok(Swept::StillWaiting),
+                    "done" => Swept::Expired,
+                    _ => Swept::Dropped,
+                };
+                self.index_remove(&index, member, score).await;
+                Ok::<_, StoreError>(swept)
+            });
+            let mut settled = 0;
+            for swept in join_all(swept).await {
+                let swept = swept?;
+                settled += usize::from(swept != Swept::StillWaiting);
+                expired += usize::from(swept == Swept::Expired);
+            }
+            // A full batch means more may be due; but if none of it settled
+            // (this node's clock is behind the index's), looking again now
+            // would only spin.
+            if due.len() < SWEEP_BATCH || settled == 0 {
+                return Ok(expired);
+            }
+        }
+    }
+
+    /// Runs one access script, then drops the access from the indexes if the
+    /// step took it out of waiting.
+    async fn step(
+        &self,
+        script: &Script,
+        access: &AccessId,
+        args: &[&str],
+    ) -> Result<Step, StoreError> {
+        let names = self.keys().access(access);
+        let mut invocation = script.key(&names.hash);
+        invocation.key(&names.wake).arg(&names.changed);
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        let mut conn = self.conn.clone();
+        let mut reply: Vec<String> = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        if reply.len() < 2 {
+            return Err(StoreError::Malformed {
+                access: access.to_string(),
+                problem: "a script replied without an outcome".to_owned(),
+            });
+        }
+        let fields = Fields::from_pairs(access, reply.split_off(2));
+        let step = Step {
+            left_waiting: reply[1] == "1",
+            outcome: std::mem::take(&mut reply[0]),
+            access: if fields.is_empty() {
+                None
+            } else {
+                Some(fields.into_access()?)
+            },
+        };
+        if let (true, Some(left)) = (step.left_waiting, &step.access) {
+            self.forget_waiting(left).await;
+        }
+        Ok(step)
+    }
+
+    /// Drops an access that left waiting from both indexes. A failure here
+    /// only leaves a stale entry, which readers and the sweeper drop later,
+    /// so it is logged rather than failing the step that already happened.
+    async fn forget_waiting(&self, access: &Access) {
+        let member = access.access.as_str();
+        let pending = self.keys().pending(&access.customer);
+        let expiring = self.keys().expiring();
+        let started_at = access.started_at.0.to_string();
+        let expires_at = access.expires_at.0.to_string();
+        futures_util::join!(
+            self.index_remove(&pending, member, &started_at),
+            self.index_remove(&expiring, member, &expires_at),
+        );
+    }
+
+    /// Adds an index entry, scored `score` or Redis's clock now, and returns
+    /// the score used (see `index_add.lua` for why it may differ by 1 ms).
+    async fn index_add(
+        &self,
+        index: &str,
+        access: &AccessId,
+        score: Option<u64>,
+        keep: Option<Duration>,
+    ) -> Result<u64, StoreError> {
+        let score = score.map(|s| s.to_string()).unwrap_or_default();
+        let keep = keep.map(|k| millis(k).to_string()).unwrap_or_default();
+        let mut conn = self.conn.clone();
+        self.bounded(
+            SCRIPTS
+                .index_add
+                .key(index)
+                .arg(access.as_str())
+                .arg(score)
+                .arg(keep)
+                .invoke_async(&mut conn),
+        )
+        .await
+    }
+
+    async fn index_remove(&self, index: &str, member: &str, score: &str) {
+        let mut conn = self.conn.clone();
+        let removed = self
+            .bounded(
+                SCRIPTS
+                    .index_remove
+                    .key(index)
+                    .arg(member)
+                    .arg(score)
+                    .invoke_async::<i64>(&mut conn),
+            )
+            .await;
+        if let Err(error) = removed {
+            tracing::warn!(%index, %member, %error, "could not drop a stale index entry; it will be dropped on a later read");
+        }
+    }
+}
+
+/// What one sweep did with one due entry.
+#[derive(Debug, PartialEq, Eq)]
+enum Swept {
+    Expired,
+    /// The access had already left waiting, or the entry was garbage.
+    Dropped,
+    /// Its deadline is still ahead by the access's node's clock.
+    StillWaiting,
+}
+
+impl Step {
+    fn into_result(self, access: &AccessId) -> Result<Access, StoreError> {
+        match (self.outcome.as_str(), self.access) {
+            ("done", Some(found)) => Ok(found),
+            ("refused", Some(found)) => Err(StoreError::Refused(Box::new(found))),
+            ("attempt_mismatch", Some(found)) => Err(StoreError::AttemptMismatch(Box::new(found))),
+            ("not_found", None) => Err(StoreError::NotFound(access.clone())),
+            (outcome, _) => Err(StoreError::Malformed {
+                access: access.to_string(),
+                problem: format!("unexpected script outcome `{outcome}`"),
+            }),
+        }
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}

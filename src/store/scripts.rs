@@ -1,0 +1,39 @@
+//! The Lua scripts, one file per step, compiled into the binary.
+//!
+//! Shared helpers live in `clock.lua` and `access.lua` and are prepended at
+//! compile time, so every script is self-contained on the server and is run
+//! by its SHA (EVALSHA, falling back to EVAL once after a Redis restart).
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+macro_rules! script {
+    ($($part:literal),+) => {
+        Script::new(concat!($(include_str!(concat!("scripts/", $part, ".lua")), "\n"),+))
+    };
+}
+
+pub(super) struct Scripts {
+    pub post_challenge: Script,
+    pub send_question: Script,
+    pub submit_token: Script,
+    pub report: Script,
+    pub cancel: Script,
+    pub expire: Script,
+    pub index_add: Script,
+    pub index_remove: Script,
+    pub due: Script,
+}
+
+pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    post_challenge: script!("clock", "access", "post_challenge"),
+    send_question: script!("clock", "access", "send_question"),
+    submit_token: script!("clock", "access", "submit_token"),
+    report: script!("clock", "access", "report"),
+    cancel: script!("clock", "access", "cancel"),
+    expire: script!("clock", "access", "expire"),
+    index_add: script!("clock", "index_add"),
+    index_remove: script!("index_remove"),
+    due: script!("clock", "due"),
+});

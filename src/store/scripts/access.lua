@@ -1,0 +1,51 @@
+-- Prepended to every script that moves one access. Each script takes
+--   KEYS[1]: the access hash   2fa:access:{<access>}
+--   KEYS[2]: its wake list     2fa:access:{<access>}:wake
+--   ARGV[1]: its channel       2fa:access:{<access>}:changed
+-- and replies { outcome, left_waiting ('1' or '0'), field, value, ... }: the
+-- hash as it is after the step, never with its token.
+
+local WAITING = { need = true, question_sent = true }
+
+local function reply(outcome, left_waiting, hash)
+  local out = { outcome, left_waiting and '1' or '0' }
+  local fields = redis.call('HGETALL', hash)
+  for i = 1, #fields, 2 do
+    if fields[i] ~= 'token' then
+      out[#out + 1] = fields[i]
+      out[#out + 1] = fields[i + 1]
+    end
+  end
+  return out
+end
+
+-- Records a new status and tells everyone who listens. A token lives only
+-- while the status is token_received. The statuses that end a wait are also
+-- pushed on the wake list, which lives exactly as long as the hash.
+local function move(status, now)
+  redis.call('HSET', KEYS[1], 'status', status, 'updated_at', now)
+  if status ~= 'token_received' then
+    redis.call('HDEL', KEYS[1], 'token')
+  end
+  if status == 'token_received' or status == 'expired' or status == 'cancelled' then
+    redis.call('RPUSH', KEYS[2], status)
+    local ttl = redis.call('PTTL', KEYS[1])
+    if ttl > 0 then
+      redis.call('PEXPIRE', KEYS[2], ttl)
+    end
+  end
+  redis.call('PUBLISH', ARGV[1], status)
+end
+
+-- The status every step starts from. A waiting challenge past its deadline
+-- is expired first, so no step acts on a challenge the sweeper has not
+-- reached yet. Returns the status (false when there is no challenge) and
+-- whether this call expired it.
+local function current_status(now)
+  local status = redis.call('HGET', KEYS[1], 'status')
+  if WAITING[status] and tonumber(redis.call('HGET', KEYS[1], 'expires_at')) <= now then
+    move('expired', now)
+    return 'expired', true
+  end
+  return status, false
+end

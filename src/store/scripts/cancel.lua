@@ -1,0 +1,12 @@
+-- The scraper or the front end gives up: any status that is not final
+-- becomes cancelled, and the token, if any, is deleted.
+local now = now_ms()
+local status, expired = current_status(now)
+if not status then
+  return { 'not_found', '0' }
+end
+if not (WAITING[status] or status == 'token_received') then
+  return reply('refused', expired, KEYS[1])
+end
+move('cancelled', now)
+return reply('done', WAITING[status] ~= nil, KEYS[1])

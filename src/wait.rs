@@ -1,0 +1,429 @@
+//! Waiting for a token without polling.
+//!
+//! A gateway holds one Redis pub/sub connection, shared by every waiting
+//! request. A waiter registers the access's `changed` channel; the first
+//! waiter of a channel makes the subscriber task SUBSCRIBE to it, the last
+//! one leaving makes it UNSUBSCRIBE. Messages are fanned out in-process
+//! through a `watch` per channel.
+//!
+//! Redis is the truth and a message is only a hint: on any message the waiter
+//! re-reads the hash. Two rules make that lossless:
+//!
+//! - subscribe first, and read the hash only once the subscription is
+//!   confirmed, or a token landing in between is missed;
+//! - when the connection drops, messages published meanwhile are gone, so
+//!   after reconnecting and resubscribing, every waiter re-reads.
+//!
+//! Only the subscriber task sends (UN)SUBSCRIBE. It reconciles what waiters
+//! want with what the server has, so a quick unsubscribe/subscribe of the
+//! same channel can never be reordered into a lost subscription.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::PubSubSink;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::model::{AccessId, Status, Token};
+use crate::store::{Store, StoreError};
+
+/// How often the idle subscriber connection is pinged, so that a half-open
+/// connection is found and replaced. The cost is per gateway, not per waiter.
+const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// How many channels go in one (UN)SUBSCRIBE command.
+const CHANNELS_PER_COMMAND: usize = 512;
+
+/// The longest pause between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    #[error("the Redis subscriber is not connected")]
+    SubscriberDown,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a long poll ends with.
+#[derive(Debug)]
+pub enum Answer {
+    Token { attempt: u32, token: Token },
+    /// The timeout passed (or the gateway is shutting down) and the
+    /// challenge is still waiting.
+    StillWaiting,
+    /// The challenge ended without a token, or the token was already used.
+    Finished(Status),
+    NotFound,
+}
+
+/// Waits up to `timeout` for the access's token. A zero timeout just looks.
+pub async fn wait_for_token(
+    store: &Store,
+    waiters: &Waiters,
+    access: &AccessId,
+    timeout: Duration,
+    shutdown: &CancellationToken,
+) -> Result<Answer, WaitError> {
+    if timeout.is_zero() {
+        return Ok(look(store, access).await?);
+    }
+    let deadline = Instant::now() + timeout;
+    // Subscribe before reading, or a token landing in between is missed.
+    let mut subscription = waiters.subscribe(store.keys().changed(access)).await?;
+    loop {
+        let answer = look(store, access).await?;
+        if !matches!(answer, Answer::StillWaiting) {
+            return Ok(answer);
+        }
+        tokio::select! {
+            () = subscription.changed() => {}
+            () = tokio::time::sleep_until(deadline) => return Ok(Answer::StillWaiting),
+            () = shutdown.cancelled() => return Ok(Answer::StillWaiting),
+        }
+    }
+}
+
+async fn look(store: &Store, access: &AccessId) -> Result<Answer, StoreError> {
+    let Some(view) = store.token_view(access).await? else {
+        return Ok(Answer::NotFound);
+    };
+    Ok(match (view.status, view.token) {
+        (Status::TokenReceived, Some(token)) => Answer::Token {
+            attempt: view.attempt,
+            token,
+        },
+        (Status::TokenReceived, None) => {
+            return Err(StoreError::Malformed {
+                access: access.to_string(),
+                problem: "status is token_received but there is no token".to_owned(),
+            });
+        }
+        (status, _) if status.is_waiting() => Answer::StillWaiting,
+        (status, _) => Answer::Finished(status),
+    })
+}
+
+/// The in-process side of the shared subscriber: cheap to clone, one per
+/// gateway.
+#[derive(Clone)]
+pub struct Waiters {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    registry: Mutex<Registry>,
+    /// Wakes the subscriber task when the registry has dirty channels.
+    dirty: Notify,
+    connected: watch::Sender<bool>,
+    /// How long a waiter waits for its subscription to be confirmed.
+    confirm_timeout: Duration,
+}
+
+#[derive(Default)]
+struct Registry {
+    /// The channels some waiter wants. The `watch` holds whether the server
+    /// has confirmed the subscription; every message on the channel, and
+    /// every resubscription, notifies it.
+    wanted: HashMap<String, Channel>,
+    /// Channels whose wanted state changed since the task last looked.
+    dirty: HashSet<String>,
+}
+
+struct Channel {
+    waiters: usize,
+    confirmed: watch::Sender<bool>,
+}
+
+impl Waiters {
+    /// Starts the subscriber task, and returns once it is connected, or with
+    /// an error after `confirm_timeout`.
+    pub async fn start(
+        client: redis::Client,
+        confirm_timeout: Duration,
+        shutdown: CancellationToken,
+    ) -> Result<(Self, tokio::task::JoinHandle<()>), WaitError> {
+        let shared = Arc::new(Shared {
+            registry: Mutex::default(),
+            dirty: Notify::new(),
+            connected: watch::Sender::new(false),
+            confirm_timeout,
+        });
+        let mut connected = shared.connected.subscribe();
+        let task = tokio::spawn(run_subscriber(shared.clone(), client, shutdown));
+        let first = tokio::time::timeout(confirm_timeout, connected.wait_for(|up| *up)).await;
+        if !matches!(first, Ok(Ok(_))) {
+            task.abort();
+            return Err(WaitError::SubscriberDown);
+        }
+        Ok((Self { shared }, task))
+    }
+
+    pub fn is_connected(&self) -> bool {
+        *self.shared.connected.borrow()
+    }
+
+    /// How many distinct channels have waiters now.
+    pub fn channels(&self) -> usize {
+        self.shared.registry().wanted.len()
+    }
+
+    /// Subscribes to `channel` and returns once Redis has confirmed it.
+    pub async fn subscribe(&self, channel: String) -> Result<Subscription, WaitError> {
+        let receiver = {
+            let mut registry = self.shared.registry();
+            let entry = registry.wanted.entry(channel.clone()).or_insert_with(|| Channel {
+                waiters: 0,
+                confirmed: watch::Sender::new(false),
+            });
+            entry.waiters += 1;
+            let receiver = entry.confirmed.subscribe();
+            if !*receiver.borrow() {
+                registry.dirty.insert(channel.clone());
+            }
+            receiver
+        };
+        // From here on, dropping the subscription gives the waiter back.
+        let mut subscription = Subscription {
+            shared: self.shared.clone(),
+            channel,
+            receiver,
+        };
+        self.shared.dirty.notify_one();
+        if !self.is_connected() {
+            return Err(WaitError::SubscriberDown);
+        }
+        let confirmed = tokio::time::timeout(
+            self.shared.confirm_timeout,
+            subscription.receiver.wait_for(|confirmed| *confirmed),
+        )
+        .await
+        .is_ok_and(|watched| watched.is_ok());
+        if !confirmed {
+            return Err(WaitError::SubscriberDown);
+        }
+        subscription.receiver.borrow_and_update();
+        Ok(subscription)
+    }
+}
+
+impl Shared {
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        // The registry is never left half-updated by a panic (every critical
+        // section is a few map operations), so a poisoned lock is still sound.
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One waiter's hold on a channel. Dropping it (the request ended, or its
+/// client went away) releases the channel.
+pub struct Subscription {
+    shared: Arc<Shared>,
+    channel: String,
+    receiver: watch::Receiver<bool>,
+}
+
+impl Subscription {
+    /// Resolves when something may have changed: a message on the channel,
+    /// or a resubscription after the connection was lost.
+    pub async fn changed(&mut self) {
+        if self.receiver.changed().await.is_err() {
+            // The sender lives as long as any subscription to the channel,
+            // this one included, so this cannot happen; never spin on it.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut registry = self.shared.registry();
+        if let Some(channel) = registry.wanted.get_mut(&self.channel) {
+            channel.waiters -= 1;
+            if channel.waiters == 0 {
+                registry.wanted.remove(&self.channel);
+                registry.dirty.insert(self.channel.clone());
+                drop(registry);
+                self.shared.dirty.notify_one();
+            }
+        }
+    }
+}
+
+/// The subscriber task: connects, resubscribes, pumps messages, and
+/// reconnects with backoff whenever the connection fails, until shutdown.
+async fn run_subscriber(shared: Arc<Shared>, client: redis::Client, shutdown: CancellationToken) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let connect = tokio::time::timeout(shared.confirm_timeout, client.get_async_pubsub());
+        let session = tokio::select! {
+            () = shutdown.cancelled() => return,
+            connected = connect => match connected {
+                Ok(Ok(pubsub)) => Session::start(&shared, pubsub).await,
+                Ok(Err(error)) => Err(error.to_string()),
+                Err(_) => Err("connection timed out".to_owned()),
+            },
+        };
+        match session {
+            Ok(session) => {
+                backoff = Duration::from_millis(50);
+                let ended = session.run(&shared, &shutdown).await;
+                shared.lost_connection();
+                match ended {
+                    Ok(()) => return,
+                    Err(reason) => tracing::warn!(%reason, "Redis subscriber disconnected; reconnecting"),
+                }
+            }
+            Err(reason) => {
+                shared.lost_connection();
+                tracing::warn!(%reason, retry_in = ?backoff, "Redis subscriber cannot connect");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// One connection's life.
+struct Session {
+    sink: PubSubSink,
+    messages: redis::aio::PubSubStream,
+    /// What the server has confirmed on this connection.
+    subscribed: HashSet<String>,
+}
+
+impl Session {
+    /// Resubscribes every wanted channel, then makes every waiter re-read:
+    /// whatever was published while no connection listened is lost.
+    async fn start(shared: &Shared, pubsub: redis::aio::PubSub) -> Result<Session, String> {
+        let (sink, messages) = pubsub.split();
+        let mut session = Session {
+            sink,
+            messages,
+            subscribed: HashSet::new(),
+        };
+        let wanted: Vec<String> = {
+            let mut registry = shared.registry();
+            registry.dirty.clear();
+            registry.wanted.keys().cloned().collect()
+        };
+        session.subscribe(shared, wanted).await?;
+        shared.connected.send_replace(true);
+        Ok(session)
+    }
+
+    /// Returns `Ok` on shutdown, and the reason when the connection failed.
+    async fn run(mut self, shared: &Shared, shutdown: &CancellationToken) -> Result<(), String> {
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + HEARTBEAT, HEARTBEAT);
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ok(()),
+                message = self.messages.next() => match message {
+                    Some(message) => shared.signal(message.get_channel_name()),
+                    None => return Err("the connection closed".to_owned()),
+                },
+                () = shared.dirty.notified() => self.reconcile(shared).await?,
+                _ = heartbeat.tick() => {
+                    let pong = tokio::time::timeout(
+                        shared.confirm_timeout,
+                        self.sink.ping::<redis::Value>(),
+                    );
+                    match pong.await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(error)) => return Err(format!("heartbeat failed: {error}")),
+                        Err(_) => return Err("heartbeat timed out".to_owned()),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Brings the server's subscriptions in line with the dirty channels.
+    async fn reconcile(&mut self, shared: &Shared) -> Result<(), String> {
+        let (to_subscribe, to_unsubscribe) = {
+            let mut registry = shared.registry();
+            let dirty: Vec<String> = registry.dirty.drain().collect();
+            let mut to_subscribe = Vec::new();
+            let mut to_unsubscribe = Vec::new();
+            for channel in dirty {
+                match (
+                    registry.wanted.get(&channel),
+                    self.subscribed.contains(&channel),
+                ) {
+                    (Some(wanted), true) => {
+                        wanted.confirmed.send_replace(true);
+                    }
+                    (Some(_), false) => to_subscribe.push(channel),
+                    (None, true) => to_unsubscribe.push(channel),
+                    (None, false) => {}
+                }
+            }
+            (to_subscribe, to_unsubscribe)
+        };
+        self.subscribe(shared, to_subscribe).await?;
+        for batch in to_unsubscribe.chunks(CHANNELS_PER_COMMAND) {
+            let done = tokio::time::timeout(shared.confirm_timeout, self.sink.unsubscribe(batch));
+            match done.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => return Err(format!("UNSUBSCRIBE failed: {error}")),
+                Err(_) => return Err("UNSUBSCRIBE timed out".to_owned()),
+            }
+            for channel in batch {
+                self.subscribed.remove(channel);
+            }
+        }
+        Ok(())
+    }
+
+    /// Subscribes in batches, then notifies the channels' waiters: a waiter
+    /// that was waiting for its confirmation proceeds, and one that was
+    /// already waiting re-reads.
+    async fn subscribe(&mut self, shared: &Shared, channels: Vec<String>) -> Result<(), String> {
+        for batch in channels.chunks(CHANNELS_PER_COMMAND) {
+            let done = tokio::time::timeout(shared.confirm_timeout, self.sink.subscribe(batch));
+            match done.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => return Err(format!("SUBSCRIBE failed: {error}")),
+                Err(_) => return Err("SUBSCRIBE timed out".to_owned()),
+            }
+            let registry = shared.registry();
+            for channel in batch {
+                if let Some(wanted) = registry.wanted.get(channel) {
+                    wanted.confirmed.send_replace(true);
+                }
+            }
+            drop(registry);
+            self.subscribed.extend(batch.iter().cloned());
+        }
+        Ok(())
+    }
+}
+
+impl Shared {
+    fn signal(&self, channel: &str) {
+        if let Some(wanted) = self.registry().wanted.get(channel) {
+            wanted.confirmed.send_modify(|_| {});
+        }
+    }
+
+    /// Marks the connection down. Subscriptions are left unconfirmed without
+    /// notifying anyone: current waiters keep waiting, and re-read once the
+    /// new connection has resubscribed.
+    fn lost_connection(&self) {
+        self.connected.send_replace(false);
+        for wanted in self.registry().wanted.values() {
+            wanted.confirmed.send_if_modified(|confirmed| {
+                *confirmed = false;
+                false
+            });
+        }
+    }
+}
