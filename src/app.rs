@@ -56,12 +56,13 @@ impl Application {
             Waiters::start(client, config.redis_timeout(), shutdown.clone())
                 .await
                 .map_err(|e| unreachable(e.to_string()))?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Listen {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
         let default_expires_in = ExpiresIn::from_secs(config.default_expires_in)
             .map_err(|e| StartError::Config(e.to_string()))?;
         let sweeper = tokio::spawn(sweep(

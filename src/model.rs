@@ -445,7 +445,17 @@ mod tests {
         assert!(AccessId::parse("001").is_ok());
         assert!(AccessId::parse("a.b_c:d-E9").is_ok());
         assert!(AccessId::parse("x".repeat(128)).is_ok());
-        for bad in ["", "a b", "{x}", "a}", "a*", "../x", "é", "a\0", &"x".repeat(129)] {
+        for bad in [
+            "",
+            "a b",
+            "{x}",
+            "a}",
+            "a*",
+            "../x",
+            "é",
+            "a\0",
+            &"x".repeat(129),
+        ] {
             assert!(AccessId::parse(bad).is_err(), "{bad:?} was accepted");
         }
     }

@@ -131,7 +131,9 @@ fn spawn(dir: &Path, port: u16, extra: &[&str]) -> Result<Child, RedisServerErro
 }
 
 fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
 }
 
 /// True when something on the port answers PING like Redis does (an AUTH

@@ -52,7 +52,10 @@ pub enum WaitError {
 /// What a long poll ends with.
 #[derive(Debug)]
 pub enum Answer {
-    Token { attempt: u32, token: Token },
+    Token {
+        attempt: u32,
+        token: Token,
+    },
     /// The timeout passed (or the gateway is shutting down) and the
     /// challenge is still waiting.
     StillWaiting,
@@ -176,10 +179,13 @@ impl Waiters {
     pub async fn subscribe(&self, channel: String) -> Result<Subscription, WaitError> {
         let receiver = {
             let mut registry = self.shared.registry();
-            let entry = registry.wanted.entry(channel.clone()).or_insert_with(|| Channel {
-                waiters: 0,
-                confirmed: watch::Sender::new(false),
-            });
+            let entry = registry
+                .wanted
+                .entry(channel.clone())
+                .or_insert_with(|| Channel {
+                    waiters: 0,
+                    confirmed: watch::Sender::new(false),
+                });
             entry.waiters += 1;
             let receiver = entry.confirmed.subscribe();
             if !*receiver.borrow() {
@@ -275,7 +281,9 @@ async fn run_subscriber(shared: Arc<Shared>, client: redis::Client, shutdown: Ca
                 shared.lost_connection();
                 match ended {
                     Ok(()) => return,
-                    Err(reason) => tracing::warn!(%reason, "Redis subscriber disconnected; reconnecting"),
+                    Err(reason) => {
+                        tracing::warn!(%reason, "Redis subscriber disconnected; reconnecting")
+                    }
                 }
             }
             Err(reason) => {

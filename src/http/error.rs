@@ -68,10 +68,9 @@ impl AppError {
                 JsonRejection::JsonDataError(_) => {
                     (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
                 }
-                JsonRejection::MissingJsonContentType(_) => (
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
-                ),
+                JsonRejection::MissingJsonContentType(_) => {
+                    (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+                }
                 _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                     (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
                 }

@@ -65,7 +65,8 @@ impl<'a> Fields<'a> {
         let customer = CustomerId::parse(self.text("customer")?)
             .map_err(|e| self.malformed(format!("field `customer`: {e}")))?;
         let kind = self.text("kind")?;
-        let kind = Kind::parse(kind).ok_or_else(|| self.malformed(format!("unknown kind `{kind}`")))?;
+        let kind =
+            Kind::parse(kind).ok_or_else(|| self.malformed(format!("unknown kind `{kind}`")))?;
         Ok(Access {
             access: self.access.clone(),
             customer,

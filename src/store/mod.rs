@@ -119,7 +119,7 @@ impl Store {
             Err(_) => return Err(StoreError::Timeout(options.timeout)),
         };
         let store = Self { conn, options };
-        store.ping().await?;
+        store.load_scripts().await?;
         Ok(store)
     }
 
@@ -131,6 +131,16 @@ impl Store {
         let mut conn = self.conn.clone();
         self.bounded(redis::cmd("PING").query_async::<()>(&mut conn))
             .await
+    }
+
+    /// Loads every script, which also proves Redis answers. After a Redis
+    /// restart empties its script cache, each call reloads its own script.
+    async fn load_scripts(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        for script in SCRIPTS.all() {
+            self.bounded(script.load_async(&mut conn)).await?;
+        }
+        Ok(())
     }
 
     /// Bounds a Redis call by the configured timeout. The redis crate has its
@@ -271,7 +281,12 @@ impl Store {
             return Ok(None);
         };
         let mut flat = vec!["status".to_owned(), status];
-        flat.extend(attempt.map(|a| ["attempt".to_owned(), a]).into_iter().flatten());
+        flat.extend(
+            attempt
+                .map(|a| ["attempt".to_owned(), a])
+                .into_iter()
+                .flatten(),
+        );
         let fields = Fields::from_pairs(access, flat);
         let status = fields.status()?;
         let token = match token.map(Token::parse) {

@@ -26,6 +26,22 @@ pub(super) struct Scripts {
     pub due: Script,
 }
 
+impl Scripts {
+    pub fn all(&self) -> [&Script; 9] {
+        [
+            &self.post_challenge,
+            &self.send_question,
+            &self.submit_token,
+            &self.report,
+            &self.cancel,
+            &self.expire,
+            &self.index_add,
+            &self.index_remove,
+            &self.due,
+        ]
+    }
+}
+
 pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     post_challenge: script!("clock", "access", "post_challenge"),
     send_question: script!("clock", "access", "send_question"),

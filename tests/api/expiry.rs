@@ -1,0 +1,85 @@
+//! Challenges past their deadline expire on their own, and wake everyone.
+
+use std::time::{Duration, Instant};
+
+use redis::AsyncCommands;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::support::{PATIENCE, TestApp, settled, start_redis};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unanswered_challenge_expires_and_wakes_http_and_blpop_waiters() {
+    let app = TestApp::spawn().await;
+    let body = json!({"customer": "c1", "finEntityName": "Real", "doubleAuthQuestion": "q", "expiresIn": 1});
+    let posted_at = Instant::now();
+    assert_eq!(
+        app.challenge_with("001", body).await.status,
+        StatusCode::CREATED
+    );
+
+    let raw = tokio::spawn({
+        let blpop = app.spawn_blpop("001").await;
+        async move { (settled(blpop).await, Instant::now()) }
+    });
+    let http = app.wait_token("001", 10.0).await;
+    let http_at = Instant::now();
+    http.assert_error(StatusCode::GONE, "expired");
+    let (status, raw_at) = settled(raw).await;
+    assert_eq!(status, "expired");
+    for woke in [http_at, raw_at] {
+        let after = woke - posted_at;
+        assert!(
+            after >= Duration::from_millis(900) && after < Duration::from_secs(2),
+            "woken {after:?} after a 1 s challenge was posted"
+        );
+    }
+    let hash = app.hash("001").await;
+    assert_eq!(hash["status"], "expired");
+    assert!(app.listed("c1").await.is_empty());
+    let mut conn = app.conn.clone();
+    let expiring: usize = conn.zcard("2fa:expiring").await.expect("ZCARD");
+    assert_eq!(expiring, 0, "the sweeper empties its index");
+    app.submit("001", "987654")
+        .await
+        .assert_error(StatusCode::GONE, "expired");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn several_gateways_sweep_the_same_challenges_safely() {
+    let redis = start_redis();
+    let fast = |config: &mut twofa_bridge::config::Config| config.sweep_interval_ms = 10;
+    let a = TestApp::spawn_with(redis.clone(), fast).await;
+    let _b = TestApp::spawn_with(redis.clone(), fast).await;
+    let _c = TestApp::spawn_with(redis, fast).await;
+
+    let mut pubsub = a.redis_pubsub().await;
+    let mut messages = pubsub.on_message();
+    for i in 0..20 {
+        let body = json!({"customer": "c1", "finEntityName": "Real", "doubleAuthQuestion": "q", "expiresIn": 1});
+        a.challenge_with(&format!("x{i}"), body).await;
+    }
+    let mut expired = Vec::new();
+    while expired.len() < 20 {
+        let message = tokio::time::timeout(PATIENCE, futures_util::StreamExt::next(&mut messages))
+            .await
+            .expect("an expiry is announced")
+            .expect("message");
+        let status: String = message.get_payload().expect("payload");
+        if status == "expired" {
+            expired.push(message.get_channel_name().to_owned());
+        }
+    }
+    expired.sort();
+    expired.dedup();
+    assert_eq!(expired.len(), 20, "each challenge expired exactly once");
+    for i in 0..20 {
+        let wake: Vec<String> = {
+            let mut conn = a.conn.clone();
+            conn.lrange(format!("2fa:access:{{x{i}}}:wake"), 0, -1)
+                .await
+                .expect("LRANGE")
+        };
+        assert_eq!(wake, ["expired"], "x{i} was woken once");
+    }
+}

@@ -1,0 +1,13 @@
+//! The integration tests, built as one binary (faster to link on 2 cores).
+//! Each test starts its own redis-server on a free port; none uses 6379.
+
+mod support;
+
+mod bad_input;
+mod concurrency;
+mod deploy;
+mod expiry;
+mod lifecycle;
+mod startup;
+mod story;
+mod waiting;

@@ -1,0 +1,370 @@
+//! A real redis-server per test and the gateway in-process on port 0, with
+//! helpers named after what scrapers, TesBack and operators do.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
+use reqwest::{Method, StatusCode, header::HeaderMap};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use twofa_bridge::app::Application;
+use twofa_bridge::config::Config;
+use twofa_bridge::redis_server::RedisServer;
+use twofa_bridge::wait::Waiters;
+
+/// Long enough for any honest wait in these tests, short enough that a
+/// broken one fails instead of hanging the suite.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+pub fn start_redis() -> Arc<RedisServer> {
+    static RAISE_FD_LIMIT: Once = Once::new();
+    // Hundreds of concurrent long polls need more descriptors than some
+    // machines' default soft limit of 1024.
+    RAISE_FD_LIMIT.call_once(|| {
+        let _ = rlimit::increase_nofile_limit(u64::MAX);
+    });
+    Arc::new(RedisServer::start().unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// One HTTP answer: status, headers, and the JSON body (`Null` when empty).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or_default()
+    }
+
+    /// Asserts the status and that the body is our error JSON.
+    #[track_caller]
+    pub fn assert_error(&self, status: StatusCode, code: &str) {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(self.error_code(), code, "{self:?}");
+        let message = self.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(!message.is_empty(), "error without a message: {self:?}");
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub redis: Arc<RedisServer>,
+    pub conn: MultiplexedConnection,
+    pub waiters: Waiters,
+    shutdown: CancellationToken,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestApp {
+    /// A gateway on a Redis of its own.
+    pub async fn spawn() -> TestApp {
+        Self::spawn_on(start_redis()).await
+    }
+
+    /// Another gateway on an existing Redis.
+    pub async fn spawn_on(redis: Arc<RedisServer>) -> TestApp {
+        Self::spawn_with(redis, |_| {}).await
+    }
+
+    pub async fn spawn_with(redis: Arc<RedisServer>, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = Config::with_redis(redis.url());
+        config.listen = "127.0.0.1:0".parse().expect("loopback address");
+        tweak(&mut config);
+        let shutdown = CancellationToken::new();
+        let app = Application::build(&config, shutdown.clone())
+            .await
+            .unwrap_or_else(|e| panic!("the gateway did not start: {e}\n{}", redis.log()));
+        let addr = app.local_addr().expect("bound address");
+        let waiters = app.waiters();
+        let server = tokio::spawn(app.run());
+        let client = redis::Client::open(redis.url()).expect("redis url");
+        let conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("test connection to redis");
+        TestApp {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("http client"),
+            redis,
+            conn,
+            waiters,
+            shutdown,
+            server: Some(server),
+        }
+    }
+
+    /// Stops the gateway as SIGTERM would, and waits until it has.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server exits cleanly");
+        }
+    }
+
+    pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        into_reply(request.send().await.expect("request sent")).await
+    }
+
+    /// A request with a raw body and content type, for hostile input.
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> Reply {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        into_reply(request.send().await.expect("request sent")).await
+    }
+
+    // The scraper's side.
+
+    /// Posts the bank's question for this access and customer, at bank Real.
+    pub async fn challenge(&self, access: &str, customer: &str, question: &str) -> Reply {
+        let body =
+            json!({"customer": customer, "finEntityName": "Real", "doubleAuthQuestion": question});
+        self.challenge_with(access, body).await
+    }
+
+    pub async fn challenge_with(&self, access: &str, body: Value) -> Reply {
+        let path = format!("/v1/accesses/{access}/challenge");
+        self.send(Method::PUT, &path, Some(body)).await
+    }
+
+    pub async fn wait_token(&self, access: &str, timeout_secs: f64) -> Reply {
+        let path = format!("/v1/accesses/{access}/token?timeout={timeout_secs}");
+        self.send(Method::GET, &path, None).await
+    }
+
+    /// A scraper's long poll, running in the background; `settled` it.
+    pub fn spawn_wait(&self, access: &str, timeout_secs: f64) -> JoinHandle<Reply> {
+        let url = format!(
+            "{}/v1/accesses/{access}/token?timeout={timeout_secs}",
+            self.base
+        );
+        let http = self.http.clone();
+        tokio::spawn(
+            async move { into_reply(http.get(url).send().await.expect("long poll")).await },
+        )
+    }
+
+    /// A raw-Redis scraper: BLPOP on the wake list in the background, giving
+    /// the status it was woken with.
+    pub async fn spawn_blpop(&self, access: &str) -> JoinHandle<String> {
+        let mut blocking = self.blocking_connection().await;
+        let list = format!("2fa:access:{{{access}}}:wake");
+        tokio::spawn(async move {
+            let (_, status): (String, String) = blocking
+                .blpop(list, PATIENCE.as_secs_f64())
+                .await
+                .expect("BLPOP woke before its timeout");
+            status
+        })
+    }
+
+    pub async fn report(&self, access: &str, status: &str) -> Reply {
+        let path = format!("/v1/accesses/{access}/status");
+        self.send(Method::PUT, &path, Some(json!({ "status": status })))
+            .await
+    }
+
+    pub async fn cancel(&self, access: &str) -> Reply {
+        let path = format!("/v1/accesses/{access}/challenge");
+        self.send(Method::DELETE, &path, None).await
+    }
+
+    // TesBack's side.
+
+    pub async fn list(&self, customer: &str) -> Reply {
+        let path = format!("/v1/customers/{customer}/challenges");
+        self.send(Method::GET, &path, None).await
+    }
+
+    /// The customer's list items; the list call must succeed.
+    pub async fn listed(&self, customer: &str) -> Vec<Value> {
+        let reply = self.list(customer).await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        reply.body.as_array().cloned().expect("a JSON array")
+    }
+
+    pub async fn submit(&self, access: &str, token: &str) -> Reply {
+        let body = json!({ "access": access, "token": token });
+        self.send(Method::POST, "/v1/tokens", Some(body)).await
+    }
+
+    pub async fn access(&self, access: &str) -> Reply {
+        self.send(Method::GET, &format!("/v1/accesses/{access}"), None)
+            .await
+    }
+
+    // The operator's side: Redis as redis-cli shows it.
+
+    pub async fn hash(&self, access: &str) -> HashMap<String, String> {
+        let mut conn = self.conn.clone();
+        conn.hgetall(format!("2fa:access:{{{access}}}"))
+            .await
+            .expect("HGETALL")
+    }
+
+    /// Every key with its type, content and whether it has a TTL: two equal
+    /// snapshots mean nothing changed.
+    pub async fn keyspace(&self) -> BTreeMap<String, String> {
+        let mut conn = self.conn.clone();
+        let keys: Vec<String> = conn.keys("*").await.expect("KEYS");
+        let mut snapshot = BTreeMap::new();
+        for key in keys {
+            let kind: String = redis::cmd("TYPE")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .expect("TYPE");
+            let content = match kind.as_str() {
+                "hash" => {
+                    let fields: BTreeMap<String, String> =
+                        conn.hgetall(&key).await.expect("HGETALL");
+                    format!("{fields:?}")
+                }
+                "list" => {
+                    let items: Vec<String> = conn.lrange(&key, 0, -1).await.expect("LRANGE");
+                    format!("{items:?}")
+                }
+                "zset" => {
+                    let items: Vec<(String, f64)> =
+                        conn.zrange_withscores(&key, 0, -1).await.expect("ZRANGE");
+                    format!("{items:?}")
+                }
+                other => format!("unexpected type {other}"),
+            };
+            let ttl: i64 = conn.pttl(&key).await.expect("PTTL");
+            snapshot.insert(key, format!("{kind} ttl={} {content}", ttl > 0));
+        }
+        snapshot
+    }
+
+    /// Waits until `condition` holds, checking every few milliseconds: for
+    /// states that no event announces, such as "the gateway has subscribed".
+    pub async fn until<F, Fut>(&self, what: &str, mut condition: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !condition().await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never happened: {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Until the gateway's subscription for the access is confirmed by Redis.
+    pub async fn until_subscribed(&self, access: &str) {
+        self.until("Redis has the waiter's subscription", || async {
+            self.subscribers(access).await == 1
+        })
+        .await;
+    }
+
+    /// Until every waiter has left, and released its subscription.
+    pub async fn until_no_waiters(&self) {
+        self.until("every subscription is released", || async {
+            self.waiters.channels() == 0
+        })
+        .await;
+    }
+
+    /// How many connections are subscribed to the access's channel.
+    pub async fn subscribers(&self, access: &str) -> usize {
+        let mut conn = self.conn.clone();
+        let (_, count): (String, usize) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(format!("2fa:access:{{{access}}}:changed"))
+            .query_async(&mut conn)
+            .await
+            .expect("PUBSUB NUMSUB");
+        count
+    }
+
+    /// A pub/sub connection that hears every access's status changes.
+    pub async fn redis_pubsub(&self) -> redis::aio::PubSub {
+        let client = redis::Client::open(self.redis.url()).expect("redis url");
+        let mut pubsub = client.get_async_pubsub().await.expect("pubsub connection");
+        pubsub
+            .psubscribe("2fa:access:*:changed")
+            .await
+            .expect("PSUBSCRIBE");
+        pubsub
+    }
+
+    /// A connection of its own for blocking commands (BLPOP), with no
+    /// response timeout.
+    pub async fn blocking_connection(&self) -> MultiplexedConnection {
+        let client = redis::Client::open(self.redis.url()).expect("redis url");
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+        client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .expect("blocking connection")
+    }
+}
+
+/// The result of a background task, which must come within `PATIENCE`.
+pub async fn settled<T>(task: JoinHandle<T>) -> T {
+    tokio::time::timeout(PATIENCE, task)
+        .await
+        .expect("settled in time")
+        .expect("the task did not panic")
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn into_reply(response: reqwest::Response) -> Reply {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.expect("response body");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!(
+                "{status}: the body is not JSON: {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        })
+    };
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
