@@ -83,3 +83,31 @@ async fn several_gateways_sweep_the_same_challenges_safely() {
         assert_eq!(wake, ["expired"], "x{i} was woken once");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_step_acts_on_a_challenge_past_its_deadline_even_before_the_sweep() {
+    let redis = start_redis();
+    // A sweep too slow to matter here: each step must see the deadline itself.
+    let app = TestApp::spawn_with(redis, |config| config.sweep_interval_ms = 10_000).await;
+    for access in ["late-token", "late-list", "late-report"] {
+        let body = json!({"customer": "c1", "finEntityName": "Real", "doubleAuthQuestion": "q", "expiresIn": 1});
+        assert_eq!(
+            app.challenge_with(access, body).await.status,
+            StatusCode::CREATED
+        );
+    }
+    // Let the deadline pass: this test is about time passing, not about
+    // synchronising with anything.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+
+    app.submit("late-token", "987654")
+        .await
+        .assert_error(StatusCode::GONE, "expired");
+    assert!(app.listed("c1").await.is_empty());
+    app.report("late-report", "ok")
+        .await
+        .assert_error(StatusCode::CONFLICT, "conflict");
+    for access in ["late-token", "late-list", "late-report"] {
+        assert_eq!(app.hash(access).await["status"], "expired", "{access}");
+    }
+}

@@ -8,6 +8,8 @@ mod concurrency;
 mod deploy;
 mod expiry;
 mod lifecycle;
+mod resilience;
+mod secrets;
 mod startup;
 mod story;
 mod waiting;

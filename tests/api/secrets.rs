@@ -1,0 +1,83 @@
+//! A token is never written to a log line, at any level.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::support::{PATIENCE, TestApp, settled, start_redis};
+
+/// Distinctive enough that any occurrence in the log is a leak.
+const TOKEN: &str = "tok-5830917264";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_token_never_reaches_the_log_even_at_trace_level() {
+    let redis = start_redis();
+    let mut gateway = Command::new(env!("CARGO_BIN_EXE_twofa-bridge"))
+        .env("REDIS_URL", redis.url())
+        .env("TWOFA_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "trace")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let stderr = gateway.stderr.take().expect("piped stderr");
+    let (lines_tx, lines_rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = lines_tx.send(line.clone());
+        }
+    });
+    let addr = loop {
+        let line = lines_rx
+            .recv_timeout(PATIENCE)
+            .expect("the gateway says where it listens");
+        if let Some((_, addr)) = line.split_once("is listening addr=") {
+            break addr.trim().to_owned();
+        }
+    };
+
+    // The whole story through the real binary, plus the ways a token could
+    // slip into an error: a duplicate, a wrong type, a wrong access.
+    // Our helpers, pointed at the binary.
+    let mut remote = TestApp::spawn_on(redis).await;
+    remote.base = format!("http://{addr}");
+    assert_eq!(
+        remote.challenge("001", "c1", "123456").await.status,
+        StatusCode::CREATED
+    );
+    remote.listed("c1").await;
+    let waiter = remote.spawn_wait("001", 10.0);
+    assert_eq!(remote.submit("001", TOKEN).await.status, StatusCode::OK);
+    assert_eq!(
+        remote.submit("001", TOKEN).await.status,
+        StatusCode::CONFLICT
+    );
+    remote.submit("nope", TOKEN).await;
+    remote
+        .send(
+            Method::POST,
+            "/v1/tokens",
+            Some(json!({"access": "001", "token": [TOKEN]})),
+        )
+        .await;
+    assert_eq!(settled(waiter).await.body["token"], TOKEN);
+    assert_eq!(remote.wait_token("001", 0.0).await.body["token"], TOKEN);
+    assert_eq!(remote.report("001", "ok").await.status, StatusCode::OK);
+
+    gateway.kill().expect("stop the gateway");
+    gateway.wait().expect("reap the gateway");
+    reader.join().expect("log reader");
+    let log: Vec<String> = lines_rx.try_iter().collect();
+    assert!(
+        log.iter().any(|line| line.contains("TRACE")),
+        "trace logging was on"
+    );
+    let leaks: Vec<&String> = log.iter().filter(|line| line.contains(TOKEN)).collect();
+    assert!(
+        leaks.is_empty(),
+        "the token leaked into the log: {leaks:#?}"
+    );
+}
