@@ -1,13 +1,9 @@
 //! A token is never written to a log line, at any level.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::support::{PATIENCE, TestApp, settled, start_redis};
+use crate::support::{Binary, TestApp, settled, start_redis};
 
 /// Distinctive enough that any occurrence in the log is a leak.
 const TOKEN: &str = "tok-5830917264";
@@ -15,35 +11,13 @@ const TOKEN: &str = "tok-5830917264";
 #[tokio::test(flavor = "multi_thread")]
 async fn the_token_never_reaches_the_log_even_at_trace_level() {
     let redis = start_redis();
-    let mut gateway = Command::new(env!("CARGO_BIN_EXE_twofa-bridge"))
-        .env("REDIS_URL", redis.url())
-        .env("TWOFA_LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "trace")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    let stderr = gateway.stderr.take().expect("piped stderr");
-    let (lines_tx, lines_rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            let _ = lines_tx.send(line.clone());
-        }
-    });
-    let addr = loop {
-        let line = lines_rx
-            .recv_timeout(PATIENCE)
-            .expect("the gateway says where it listens");
-        if let Some((_, addr)) = line.split_once("is listening addr=") {
-            break addr.trim().to_owned();
-        }
-    };
+    let mut gateway = Binary::serve(&redis, &[("RUST_LOG", "trace")]);
 
     // The whole story through the real binary, plus the ways a token could
-    // slip into an error: a duplicate, a wrong type, a wrong access.
-    // Our helpers, pointed at the binary.
+    // slip into an error: a duplicate, a wrong type, a wrong access. Our
+    // helpers are pointed at the binary.
     let mut remote = TestApp::spawn_on(redis).await;
-    remote.base = format!("http://{addr}");
+    remote.base = format!("http://{}", gateway.addr);
     assert_eq!(
         remote.challenge("001", "c1", "123456").await.status,
         StatusCode::CREATED
@@ -67,10 +41,8 @@ async fn the_token_never_reaches_the_log_even_at_trace_level() {
     assert_eq!(remote.wait_token("001", 0.0).await.body["token"], TOKEN);
     assert_eq!(remote.report("001", "ok").await.status, StatusCode::OK);
 
-    gateway.kill().expect("stop the gateway");
-    gateway.wait().expect("reap the gateway");
-    reader.join().expect("log reader");
-    let log: Vec<String> = lines_rx.try_iter().collect();
+    gateway.child.kill().expect("stop the gateway");
+    let log = gateway.log_after_exit();
     assert!(
         log.iter().any(|line| line.contains("TRACE")),
         "trace logging was on"

@@ -334,6 +334,59 @@ impl TestApp {
     }
 }
 
+/// The real `twofa-bridge` binary, serving on a free port, with its log
+/// (stderr) collected line by line. Killed when dropped.
+pub struct Binary {
+    pub child: std::process::Child,
+    pub addr: String,
+    log: std::sync::mpsc::Receiver<String>,
+}
+
+impl Binary {
+    pub fn serve(redis: &RedisServer, env: &[(&str, &str)]) -> Binary {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_twofa-bridge"))
+            .env("REDIS_URL", redis.url())
+            .env("TWOFA_LISTEN", "127.0.0.1:0")
+            .envs(env.iter().copied())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (lines, log) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = lines.send(line);
+            }
+        });
+        let addr = loop {
+            let line = log
+                .recv_timeout(PATIENCE)
+                .expect("the gateway says where it listens");
+            if let Some((_, addr)) = line.split_once("is listening addr=") {
+                break addr.trim().to_owned();
+            }
+        };
+        Binary { child, addr, log }
+    }
+
+    /// Every log line after the listening one, once the process has exited.
+    pub fn log_after_exit(&mut self) -> Vec<String> {
+        self.child.wait().expect("the gateway exits");
+        self.log.iter().collect()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The result of a background task, which must come within `PATIENCE`.
 pub async fn settled<T>(task: JoinHandle<T>) -> T {
     tokio::time::timeout(PATIENCE, task)
