@@ -13,7 +13,7 @@ use crate::config::{Config, redacted_url};
 use crate::http::{self, AppState, Limits};
 use crate::model::ExpiresIn;
 use crate::store::{Keys, Store, StoreOptions};
-use crate::wait::Waiters;
+use crate::wait::{SubscriberOptions, Waiters};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -52,10 +52,13 @@ impl Application {
         let store = Store::connect(client.clone(), options)
             .await
             .map_err(|e| unreachable(e.to_string()))?;
-        let (waiters, subscriber) =
-            Waiters::start(client, config.redis_timeout(), shutdown.clone())
-                .await
-                .map_err(|e| unreachable(e.to_string()))?;
+        let subscriber_options = SubscriberOptions {
+            confirm_timeout: config.redis_timeout(),
+            heartbeat: Duration::from_millis(config.heartbeat_ms),
+        };
+        let (waiters, subscriber) = Waiters::start(client, subscriber_options, shutdown.clone())
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
         let listener =
             TcpListener::bind(config.listen)
                 .await

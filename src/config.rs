@@ -48,6 +48,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(10..=10_000))]
     pub sweep_interval_ms: u64,
 
+    /// Milliseconds between two pings of the idle pub/sub connection, which
+    /// find a half-open connection and replace it.
+    #[arg(long, env = "TWOFA_HEARTBEAT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(50..=300_000))]
+    pub heartbeat_ms: u64,
+
     /// Longest any Redis call may take before the request gets a 503, in ms.
     #[arg(long, env = "TWOFA_REDIS_TIMEOUT_MS", default_value_t = 1_500,
           value_parser = clap::value_parser!(u64).range(100..=60_000))]

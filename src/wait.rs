@@ -19,8 +19,9 @@
 //! same channel can never be reordered into a lost subscription.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use redis::aio::PubSubSink;
@@ -28,15 +29,14 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::model::{AccessId, Status, Token};
+use crate::model::{AccessId, Status, Token, UnixMillis};
 use crate::store::{Store, StoreError};
-
-/// How often the idle subscriber connection is pinged, so that a half-open
-/// connection is found and replaced. The cost is per gateway, not per waiter.
-const HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// How many channels go in one (UN)SUBSCRIBE command.
 const CHANNELS_PER_COMMAND: usize = 512;
+
+/// How soon a waiter whose re-read failed reads again.
+const READ_AGAIN_AFTER_FAILURE: Duration = Duration::from_millis(250);
 
 /// The longest pause between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -73,29 +73,73 @@ pub async fn wait_for_token(
     shutdown: &CancellationToken,
 ) -> Result<Answer, WaitError> {
     if timeout.is_zero() {
-        return Ok(look(store, access).await?);
+        return Ok(look(store, access).await?.0);
     }
     let deadline = Instant::now() + timeout;
     // Subscribe before reading, or a token landing in between is missed.
-    let mut subscription = waiters.subscribe(store.keys().changed(access)).await?;
+    let mut subscription = tokio::select! {
+        subscribed = waiters.subscribe(store.keys().changed(access)) => subscribed?,
+        () = shutdown.cancelled() => return Ok(Answer::StillWaiting),
+    };
+    let (answer, mut expires_at) = look(store, access).await?;
+    if !matches!(answer, Answer::StillWaiting) {
+        return Ok(answer);
+    }
+    let _parked = waiters.park();
+    // The challenge's own deadline wakes the waiter too, so it learns of the
+    // expiry at once rather than at the next sweep. Once per deadline: if
+    // this gateway's clock runs ahead of Redis's, the sweep's message follows.
+    let mut checked_deadline = None;
+    // Set when a re-read failed: the hint that woke the waiter is spent, so
+    // it reads again soon instead of waiting for another one.
+    let mut read_again_at = None;
     loop {
-        let answer = look(store, access).await?;
-        if !matches!(answer, Answer::StillWaiting) {
-            return Ok(answer);
-        }
+        let check = expires_at.filter(|e| Some(*e) != checked_deadline);
         tokio::select! {
             () = subscription.changed() => {}
+            () = tokio::time::sleep_until(check.map_or(deadline, instant_after)), if check.is_some() => {
+                checked_deadline = check;
+            }
+            () = tokio::time::sleep_until(read_again_at.unwrap_or(deadline)), if read_again_at.is_some() => {}
             () = tokio::time::sleep_until(deadline) => return Ok(Answer::StillWaiting),
             () = shutdown.cancelled() => return Ok(Answer::StillWaiting),
+        }
+        // A waiter that Redis cannot answer for a moment keeps waiting: its
+        // client has been told nothing yet, and the token is safe in Redis.
+        match look(store, access).await {
+            Ok((Answer::StillWaiting, deadline_now)) => {
+                expires_at = deadline_now;
+                read_again_at = None;
+            }
+            Ok((answer, _)) => return Ok(answer),
+            Err(error) if error.is_unavailable() => {
+                tracing::debug!(%access, %error, "a waiter could not re-read; trying again");
+                read_again_at = Some(Instant::now() + READ_AGAIN_AFTER_FAILURE);
+            }
+            Err(error) => return Err(error.into()),
         }
     }
 }
 
-async fn look(store: &Store, access: &AccessId) -> Result<Answer, StoreError> {
+/// The instant just after a wall-clock moment.
+fn instant_after(moment: UnixMillis) -> Instant {
+    let ahead = moment
+        .to_system_time()
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    Instant::now() + ahead + Duration::from_millis(5)
+}
+
+/// The answer as it stands, with the deadline of a challenge still waiting.
+async fn look(
+    store: &Store,
+    access: &AccessId,
+) -> Result<(Answer, Option<UnixMillis>), StoreError> {
     let Some(view) = store.token_view(access).await? else {
-        return Ok(Answer::NotFound);
+        return Ok((Answer::NotFound, None));
     };
-    Ok(match (view.status, view.token) {
+    let expires_at = view.status.is_waiting().then_some(view.expires_at);
+    let answer = match (view.status, view.token) {
         (Status::TokenReceived, Some(token)) => Answer::Token {
             attempt: view.attempt,
             token,
@@ -108,7 +152,8 @@ async fn look(store: &Store, access: &AccessId) -> Result<Answer, StoreError> {
         }
         (status, _) if status.is_waiting() => Answer::StillWaiting,
         (status, _) => Answer::Finished(status),
-    })
+    };
+    Ok((answer, expires_at))
 }
 
 /// The in-process side of the shared subscriber: cheap to clone, one per
@@ -123,8 +168,21 @@ struct Shared {
     /// Wakes the subscriber task when the registry has dirty channels.
     dirty: Notify,
     connected: watch::Sender<bool>,
-    /// How long a waiter waits for its subscription to be confirmed.
-    confirm_timeout: Duration,
+    /// How many times a lost connection was replaced.
+    reconnects: AtomicU64,
+    /// Long polls that have read once and are now waiting for a hint.
+    parked: AtomicUsize,
+    options: SubscriberOptions,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SubscriberOptions {
+    /// How long a waiter waits for its subscription to be confirmed, and
+    /// any command on the subscriber connection for its answer.
+    pub confirm_timeout: Duration,
+    /// How often the subscriber connection is pinged, so that a half-open
+    /// connection is found and replaced. Per gateway, not per waiter.
+    pub heartbeat: Duration,
 }
 
 #[derive(Default)]
@@ -147,18 +205,21 @@ impl Waiters {
     /// an error after `confirm_timeout`.
     pub async fn start(
         client: redis::Client,
-        confirm_timeout: Duration,
+        options: SubscriberOptions,
         shutdown: CancellationToken,
     ) -> Result<(Self, tokio::task::JoinHandle<()>), WaitError> {
         let shared = Arc::new(Shared {
             registry: Mutex::default(),
             dirty: Notify::new(),
             connected: watch::Sender::new(false),
-            confirm_timeout,
+            reconnects: AtomicU64::new(0),
+            parked: AtomicUsize::new(0),
+            options,
         });
         let mut connected = shared.connected.subscribe();
         let task = tokio::spawn(run_subscriber(shared.clone(), client, shutdown));
-        let first = tokio::time::timeout(confirm_timeout, connected.wait_for(|up| *up)).await;
+        let first =
+            tokio::time::timeout(options.confirm_timeout, connected.wait_for(|up| *up)).await;
         if !matches!(first, Ok(Ok(_))) {
             task.abort();
             return Err(WaitError::SubscriberDown);
@@ -170,12 +231,30 @@ impl Waiters {
         *self.shared.connected.borrow()
     }
 
+    /// How many times the subscriber connection was lost and replaced.
+    pub fn reconnects(&self) -> u64 {
+        self.shared.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// How many long polls are waiting for a token now.
+    pub fn waiting(&self) -> usize {
+        self.shared.parked.load(Ordering::Relaxed)
+    }
+
+    /// Counts a long poll as waiting until the guard is dropped.
+    fn park(&self) -> Parked {
+        self.shared.parked.fetch_add(1, Ordering::Relaxed);
+        Parked(self.shared.clone())
+    }
+
     /// How many distinct channels have waiters now.
     pub fn channels(&self) -> usize {
         self.shared.registry().wanted.len()
     }
 
-    /// Subscribes to `channel` and returns once Redis has confirmed it.
+    /// Subscribes to `channel` and returns once Redis has confirmed it. While
+    /// the subscriber reconnects, that takes until it has resubscribed, or
+    /// fails after `confirm_timeout`.
     pub async fn subscribe(&self, channel: String) -> Result<Subscription, WaitError> {
         let receiver = {
             let mut registry = self.shared.registry();
@@ -200,11 +279,8 @@ impl Waiters {
             receiver,
         };
         self.shared.dirty.notify_one();
-        if !self.is_connected() {
-            return Err(WaitError::SubscriberDown);
-        }
         let confirmed = tokio::time::timeout(
-            self.shared.confirm_timeout,
+            self.shared.options.confirm_timeout,
             subscription.receiver.wait_for(|confirmed| *confirmed),
         )
         .await
@@ -222,6 +298,14 @@ impl Shared {
         // The registry is never left half-updated by a panic (every critical
         // section is a few map operations), so a poisoned lock is still sound.
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+struct Parked(Arc<Shared>);
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        self.0.parked.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -264,8 +348,10 @@ impl Drop for Subscription {
 /// reconnects with backoff whenever the connection fails, until shutdown.
 async fn run_subscriber(shared: Arc<Shared>, client: redis::Client, shutdown: CancellationToken) {
     let mut backoff = Duration::from_millis(50);
+    let mut first = true;
     loop {
-        let connect = tokio::time::timeout(shared.confirm_timeout, client.get_async_pubsub());
+        let connect =
+            tokio::time::timeout(shared.options.confirm_timeout, client.get_async_pubsub());
         let session = tokio::select! {
             () = shutdown.cancelled() => return,
             connected = connect => match connected {
@@ -277,6 +363,9 @@ async fn run_subscriber(shared: Arc<Shared>, client: redis::Client, shutdown: Ca
         match session {
             Ok(session) => {
                 backoff = Duration::from_millis(50);
+                if !std::mem::take(&mut first) {
+                    shared.reconnects.fetch_add(1, Ordering::Relaxed);
+                }
                 let ended = session.run(&shared, &shutdown).await;
                 shared.lost_connection();
                 match ended {
@@ -329,10 +418,10 @@ impl Session {
 
     /// Returns `Ok` on shutdown, and the reason when the connection failed.
     async fn run(mut self, shared: &Shared, shutdown: &CancellationToken) -> Result<(), String> {
-        let mut heartbeat = tokio::time::interval_at(Instant::now() + HEARTBEAT, HEARTBEAT);
+        let every = shared.options.heartbeat;
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + every, every);
         loop {
             tokio::select! {
-                biased;
                 () = shutdown.cancelled() => return Ok(()),
                 message = self.messages.next() => match message {
                     Some(message) => shared.signal(message.get_channel_name()),
@@ -341,7 +430,7 @@ impl Session {
                 () = shared.dirty.notified() => self.reconcile(shared).await?,
                 _ = heartbeat.tick() => {
                     let pong = tokio::time::timeout(
-                        shared.confirm_timeout,
+                        shared.options.confirm_timeout,
                         self.sink.ping::<redis::Value>(),
                     );
                     match pong.await {
@@ -378,7 +467,8 @@ impl Session {
         };
         self.subscribe(shared, to_subscribe).await?;
         for batch in to_unsubscribe.chunks(CHANNELS_PER_COMMAND) {
-            let done = tokio::time::timeout(shared.confirm_timeout, self.sink.unsubscribe(batch));
+            let done =
+                tokio::time::timeout(shared.options.confirm_timeout, self.sink.unsubscribe(batch));
             match done.await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => return Err(format!("UNSUBSCRIBE failed: {error}")),
@@ -396,7 +486,8 @@ impl Session {
     /// already waiting re-reads.
     async fn subscribe(&mut self, shared: &Shared, channels: Vec<String>) -> Result<(), String> {
         for batch in channels.chunks(CHANNELS_PER_COMMAND) {
-            let done = tokio::time::timeout(shared.confirm_timeout, self.sink.subscribe(batch));
+            let done =
+                tokio::time::timeout(shared.options.confirm_timeout, self.sink.subscribe(batch));
             match done.await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => return Err(format!("SUBSCRIBE failed: {error}")),
@@ -422,16 +513,10 @@ impl Shared {
         }
     }
 
-    /// Marks the connection down. Subscriptions are left unconfirmed without
-    /// notifying anyone: current waiters keep waiting, and re-read once the
-    /// new connection has resubscribed.
+    /// Marks the connection down. Waiters keep waiting, and re-read once the
+    /// next connection has resubscribed everything wanted: that new
+    /// connection confirms every channel again before it reports up.
     fn lost_connection(&self) {
         self.connected.send_replace(false);
-        for wanted in self.registry().wanted.values() {
-            wanted.confirmed.send_if_modified(|confirmed| {
-                *confirmed = false;
-                false
-            });
-        }
     }
 }

@@ -17,7 +17,8 @@ use crate::model::{
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ChallengeBody {
-    customer: CustomerId,
+    /// Checked by the handler, so a bad id is a 400 as in a path.
+    customer: String,
     fin_entity_name: BankName,
     double_auth_question: Question,
     /// Seconds; the gateway's default when absent.
@@ -31,7 +32,7 @@ pub async fn post(
     AppJson(body): AppJson<ChallengeBody>,
 ) -> Result<(StatusCode, [(header::HeaderName, String); 1], Json<Access>), AppError> {
     let challenge = NewChallenge {
-        customer: body.customer,
+        customer: CustomerId::parse(body.customer).map_err(AppError::InvalidId)?,
         fin_entity_name: body.fin_entity_name,
         question: body.double_auth_question,
         kind: Kind::Code,

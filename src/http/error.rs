@@ -18,6 +18,9 @@ const RETRY_AFTER_SECS: &str = "1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
+    /// An access or customer id, in a path or a body, breaks the id rules.
+    #[error("{0}")]
+    InvalidId(Invalid),
     /// A path segment or query parameter is malformed.
     #[error("{0}")]
     BadRequest(String),
@@ -62,6 +65,7 @@ impl AppError {
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
+            AppError::InvalidId(_) => (StatusCode::BAD_REQUEST, "invalid_id"),
             AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             AppError::Json(rejection) => match rejection {
                 JsonRejection::JsonSyntaxError(_) => (StatusCode::BAD_REQUEST, "invalid_json"),

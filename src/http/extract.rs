@@ -39,7 +39,7 @@ impl<S: Send + Sync, T: IdSegment> FromRequestParts<S> for PathId<T> {
         let Path(value) = Path::<String>::from_request_parts(parts, state).await?;
         T::parse_segment(value)
             .map(PathId)
-            .map_err(|e| AppError::BadRequest(e.to_string()))
+            .map_err(AppError::InvalidId)
     }
 }
 

@@ -22,7 +22,8 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitBody {
-    access: AccessId,
+    /// Checked by the handler, so a bad id is a 400 as in a path.
+    access: String,
     token: Token,
     /// When given, the call fails with 409 if the challenge has moved on.
     attempt: Option<NonZeroU32>,
@@ -33,17 +34,18 @@ pub async fn submit(
     State(state): State<AppState>,
     AppJson(body): AppJson<SubmitBody>,
 ) -> Result<Json<Access>, AppError> {
+    let access = AccessId::parse(body.access).map_err(AppError::InvalidId)?;
     let attempt = body.attempt.map(NonZeroU32::get);
     let stored = state
         .store
-        .submit_token(&body.access, &body.token, attempt)
+        .submit_token(&access, &body.token, attempt)
         .await
         .map_err(AppError::gone_or_conflict)?;
     Ok(Json(stored))
 }
 
+/// Other query parameters (a cache buster, say) are ignored.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct WaitQuery {
     /// Seconds, fractions allowed: 0 looks and returns.
     timeout: Option<String>,

@@ -24,6 +24,11 @@ impl<'a> Fields<'a> {
         Self { access, map }
     }
 
+    /// Removes a field that is not part of the access object.
+    pub(super) fn take(&mut self, field: &str) -> Option<String> {
+        self.map.remove(field)
+    }
+
     pub(super) fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
@@ -52,12 +57,12 @@ impl<'a> Fields<'a> {
         self.number(field).map(UnixMillis)
     }
 
-    pub(super) fn status(&self) -> Result<Status, StoreError> {
+    fn status(&self) -> Result<Status, StoreError> {
         let value = self.text("status")?;
         Status::parse(value).ok_or_else(|| self.malformed(format!("unknown status `{value}`")))
     }
 
-    pub(super) fn attempt(&self) -> Result<u32, StoreError> {
+    fn attempt(&self) -> Result<u32, StoreError> {
         self.number("attempt")
     }
 

@@ -6,12 +6,16 @@
 //! crash can leave a stale entry but never a missing one:
 //!
 //! - `2fa:customer:{<customer>}:pending`, the accesses waiting for a
-//!   customer, read by the list route;
-//! - `2fa:expiring`, the waiting accesses by deadline, read by the sweeper.
+//!   customer, scored by `started_at`, read by the list route;
+//! - `2fa:expiring`, one `<access>|<started_at>` member per posted challenge,
+//!   scored by its deadline, read by the sweeper.
 //!
-//! Entries are added before the hash write and removed after it, and only
-//! ever removed as the exact (member, score) pair the remover saw. Readers
-//! re-check every hash, so a stale entry costs one read and is then dropped.
+//! Entries are added before the hash write and removed after it leaves
+//! waiting. A pending entry is only ever removed as the exact (member,
+//! score) pair the remover saw, and each post gives its entry a new score; an
+//! expiring member names its own challenge, so nothing else can remove it.
+//! Readers re-check every hash, so a stale entry costs one read and is then
+//! dropped, unless it may belong to a post between its two writes.
 
 mod hash;
 pub mod keys;
@@ -24,7 +28,9 @@ use futures_util::future::join_all;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
-use crate::model::{Access, AccessId, CustomerId, NewChallenge, Outcome, Reason, Status, Token};
+use crate::model::{
+    Access, AccessId, CustomerId, NewChallenge, Outcome, Reason, Status, Token, UnixMillis,
+};
 use hash::Fields;
 pub use keys::{Keys, Prefix};
 use scripts::SCRIPTS;
@@ -71,11 +77,12 @@ impl StoreError {
     }
 }
 
-/// What a waiting scraper needs to know, read in one command.
+/// What a waiting scraper needs to know, read in one step.
 #[derive(Debug)]
 pub struct TokenView {
     pub status: Status,
     pub attempt: u32,
+    pub expires_at: UnixMillis,
     /// Present exactly when the status is `token_received`.
     pub token: Option<Token>,
 }
@@ -91,12 +98,24 @@ pub struct StoreOptions {
     pub timeout: Duration,
 }
 
+impl StoreOptions {
+    /// How long a post may take between its first index write and its hash
+    /// write: three calls, each bounded by the timeout, and a margin. An
+    /// index entry younger than this whose hash does not match it yet may
+    /// belong to a post in flight, so it is left alone.
+    fn in_flight_grace(&self) -> Duration {
+        (self.timeout * 4).max(Duration::from_secs(10))
+    }
+}
+
 /// The reply of an access script: outcome, whether the access left waiting,
 /// and the hash after the step.
 struct Step {
     outcome: String,
     left_waiting: bool,
     access: Option<Access>,
+    /// Only the scraper's read asks for it.
+    token: Option<String>,
 }
 
 #[derive(Clone)]
@@ -165,9 +184,20 @@ impl Store {
         let expires_in = challenge.expires_in.as_duration();
         let keep = expires_in + self.options.retention;
         let pending = self.keys().pending(&challenge.customer);
-        let started_at = self.index_add(&pending, access, None, Some(keep)).await?;
+        let mut conn = self.conn.clone();
+        let started_at: u64 = self
+            .bounded(
+                SCRIPTS
+                    .index_add
+                    .key(&pending)
+                    .arg(access.as_str())
+                    .arg(millis(keep))
+                    .invoke_async(&mut conn),
+            )
+            .await?;
         let expires_at = started_at + millis(expires_in);
-        self.index_add(&self.keys().expiring(), access, Some(expires_at), None)
+        let entry = expiring_member(access, started_at);
+        self.bounded(conn.zadd::<_, _, _, ()>(self.keys().expiring(), entry, expires_at))
             .await?;
         let args = [
             challenge.customer.as_str(),
@@ -184,6 +214,10 @@ impl Store {
 
     /// The accesses waiting for this customer, oldest first. Each one shown
     /// moves from `need` to `question_sent`, atomically per access.
+    ///
+    /// An entry that cannot be read (a hand-edited hash, a Redis error on
+    /// that one access) is logged and left for the next call, rather than
+    /// failing the whole list after others were already marked as shown.
     pub async fn pending_for_customer(
         &self,
         customer: &CustomerId,
@@ -193,26 +227,41 @@ impl Store {
         let entries: Vec<(String, String)> = self
             .bounded(conn.zrange_withscores(&index, 0, LIST_LIMIT - 1))
             .await?;
-        let shown = entries.into_iter().map(|(member, score)| {
-            let index = &index;
+        let grace = millis(self.options.in_flight_grace()).to_string();
+        let shown = entries.iter().map(|(member, score)| {
+            let (index, grace) = (&index, &grace);
             async move {
                 let Ok(access) = AccessId::parse(member.as_str()) else {
-                    self.index_remove(index, &member, &score).await;
-                    return Ok::<_, StoreError>(None);
+                    self.index_remove(index, member, score).await;
+                    return Ok(None);
                 };
-                let step = self
-                    .step(&SCRIPTS.send_question, &access, &[customer.as_str()])
-                    .await?;
-                if step.outcome == "done" {
-                    return Ok(step.access);
+                let args = [customer.as_str(), score.as_str(), grace.as_str()];
+                let step = self.step(&SCRIPTS.send_question, &access, &args).await?;
+                match step.outcome.as_str() {
+                    "done" => Ok(step.access),
+                    "stale" => {
+                        self.index_remove(index, member, score).await;
+                        Ok(None)
+                    }
+                    _ => Ok(None),
                 }
-                self.index_remove(index, &member, &score).await;
-                Ok(None)
             }
         });
         let mut waiting = Vec::new();
+        let mut first_error = None;
+        let mut failed = 0;
         for shown in join_all(shown).await {
-            waiting.extend(shown?);
+            match shown {
+                Ok(access) => waiting.extend(access),
+                Err(error) => {
+                    tracing::warn!(%customer, %error, "left a pending challenge out of the list");
+                    failed += 1;
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        if let Some(error) = first_error.filter(|_| failed == entries.len()) {
+            return Err(error);
         }
         waiting.sort_by(|a, b| (a.started_at, &a.access).cmp(&(b.started_at, &b.access)));
         Ok(waiting)
@@ -251,45 +300,20 @@ impl Store {
     }
 
     /// The access as it is, without its token; `None` when it has no
-    /// challenge.
+    /// challenge. A challenge found past its deadline is expired first.
     pub async fn access(&self, access: &AccessId) -> Result<Option<Access>, StoreError> {
-        let hash = self.keys().access(access).hash;
-        let mut conn = self.conn.clone();
-        let flat: Vec<String> = self
-            .bounded(redis::cmd("HGETALL").arg(&hash).query_async(&mut conn))
-            .await?;
-        let fields = Fields::from_pairs(access, flat);
-        if fields.is_empty() {
-            return Ok(None);
-        }
-        fields.into_access().map(Some)
+        let step = self.step(&SCRIPTS.read, access, &["0"]).await?;
+        Ok(step.access)
     }
 
-    /// The status, attempt and token, read in one command for a waiter.
+    /// The status, attempt, deadline and token, read in one step for a
+    /// waiter. A challenge found past its deadline is expired first.
     pub async fn token_view(&self, access: &AccessId) -> Result<Option<TokenView>, StoreError> {
-        let hash = self.keys().access(access).hash;
-        let mut conn = self.conn.clone();
-        let (status, attempt, token): (Option<String>, Option<String>, Option<String>) = self
-            .bounded(
-                redis::cmd("HMGET")
-                    .arg(&hash)
-                    .arg(&["status", "attempt", "token"])
-                    .query_async(&mut conn),
-            )
-            .await?;
-        let Some(status) = status else {
+        let step = self.step(&SCRIPTS.read, access, &["1"]).await?;
+        let Some(found) = step.access else {
             return Ok(None);
         };
-        let mut flat = vec!["status".to_owned(), status];
-        flat.extend(
-            attempt
-                .map(|a| ["attempt".to_owned(), a])
-                .into_iter()
-                .flatten(),
-        );
-        let fields = Fields::from_pairs(access, flat);
-        let status = fields.status()?;
-        let token = match token.map(Token::parse) {
+        let token = match step.token.map(Token::parse) {
             Some(Ok(token)) => Some(token),
             Some(Err(_)) => {
                 return Err(StoreError::Malformed {
@@ -300,8 +324,9 @@ impl Store {
             None => None,
         };
         Ok(Some(TokenView {
-            status,
-            attempt: fields.attempt()?,
+            status: found.status,
+            attempt: found.attempt,
+            expires_at: found.expires_at,
             token,
         }))
     }
@@ -312,6 +337,7 @@ impl Store {
     /// this call expired.
     pub async fn expire_due(&self) -> Result<usize, StoreError> {
         let index = self.keys().expiring();
+        let grace = millis(self.options.in_flight_grace());
         let mut expired = 0;
         loop {
             let mut conn = self.conn.clone();
@@ -324,24 +350,10 @@ impl Store {
                         .invoke_async(&mut conn),
                 )
                 .await?;
-            let due: Vec<(String, String)> = flat
-                .chunks_exact(2)
-                .map(|pair| (pair[0].clone(), pair[1].clone()))
-                .collect();
-            let swept = due.iter().map(|(member, score)| async {
-                let Ok(access) = AccessId::parse(member.as_str()) else {
-                    self.index_remove(&index, member, score).await;
-                    return Ok(Swept::Dropped);
-                };
-                let step = self.step(&SCRIPTS.expire, &access, &[]).await?;
-                let swept = match step.outcome.as_str() {
-                    "waiting" => return Ok(Swept::StillWaiting),
-                    "done" => Swept::Expired,
-                    _ => Swept::Dropped,
-                };
-                self.index_remove(&index, member, score).await;
-                Ok::<_, StoreError>(swept)
-            });
+            let due: Vec<&str> = flat.iter().step_by(2).map(String::as_str).collect();
+            let swept = due
+                .iter()
+                .map(|member| self.sweep_one(&index, member, grace));
             let mut settled = 0;
             for swept in join_all(swept).await {
                 let swept = swept?;
@@ -353,6 +365,51 @@ impl Store {
             // would only spin.
             if due.len() < SWEEP_BATCH || settled == 0 {
                 return Ok(expired);
+            }
+        }
+    }
+
+    async fn sweep_one(&self, index: &str, member: &str, grace: u64) -> Result<Swept, StoreError> {
+        let mut conn = self.conn.clone();
+        let parsed = member.rsplit_once('|').and_then(|(access, started_at)| {
+            Some((
+                AccessId::parse(access).ok()?,
+                started_at.parse::<u64>().ok()?,
+            ))
+        });
+        let Some((access, started_at)) = parsed else {
+            self.bounded(conn.zrem::<_, _, ()>(index, member)).await?;
+            return Ok(Swept::Dropped);
+        };
+        let args = [started_at.to_string(), grace.to_string()];
+        let args = [args[0].as_str(), args[1].as_str()];
+        let step = self.step(&SCRIPTS.expire, &access, &args).await?;
+        match step.outcome.as_str() {
+            "waiting" => Ok(Swept::StillWaiting),
+            "in_flight" => {
+                // Look again once the post that wrote it must have finished.
+                let later = started_at + grace + 1;
+                self.bounded(
+                    redis::cmd("ZADD")
+                        .arg(index)
+                        .arg("XX")
+                        .arg(later)
+                        .arg(member)
+                        .query_async::<()>(&mut conn),
+                )
+                .await?;
+                Ok(Swept::Postponed)
+            }
+            outcome => {
+                // `step` already dropped the entry of a challenge it expired.
+                if outcome != "done" {
+                    self.bounded(conn.zrem::<_, _, ()>(index, member)).await?;
+                }
+                Ok(if outcome == "done" {
+                    Swept::Expired
+                } else {
+                    Swept::Dropped
+                })
             }
         }
     }
@@ -379,7 +436,8 @@ impl Store {
                 problem: "a script replied without an outcome".to_owned(),
             });
         }
-        let fields = Fields::from_pairs(access, reply.split_off(2));
+        let mut fields = Fields::from_pairs(access, reply.split_off(2));
+        let token = fields.take("token");
         let step = Step {
             left_waiting: reply[1] == "1",
             outcome: std::mem::take(&mut reply[0]),
@@ -388,6 +446,7 @@ impl Store {
             } else {
                 Some(fields.into_access()?)
             },
+            token,
         };
         if let (true, Some(left)) = (step.left_waiting, &step.access) {
             self.forget_waiting(left).await;
@@ -399,39 +458,18 @@ impl Store {
     /// only leaves a stale entry, which readers and the sweeper drop later,
     /// so it is logged rather than failing the step that already happened.
     async fn forget_waiting(&self, access: &Access) {
-        let member = access.access.as_str();
         let pending = self.keys().pending(&access.customer);
-        let expiring = self.keys().expiring();
         let started_at = access.started_at.0.to_string();
-        let expires_at = access.expires_at.0.to_string();
-        futures_util::join!(
-            self.index_remove(&pending, member, &started_at),
-            self.index_remove(&expiring, member, &expires_at),
-        );
-    }
-
-    /// Adds an index entry, scored `score` or Redis's clock now, and returns
-    /// the score used (see `index_add.lua` for why it may differ by 1 ms).
-    async fn index_add(
-        &self,
-        index: &str,
-        access: &AccessId,
-        score: Option<u64>,
-        keep: Option<Duration>,
-    ) -> Result<u64, StoreError> {
-        let score = score.map(|s| s.to_string()).unwrap_or_default();
-        let keep = keep.map(|k| millis(k).to_string()).unwrap_or_default();
+        let entry = expiring_member(&access.access, access.started_at.0);
         let mut conn = self.conn.clone();
-        self.bounded(
-            SCRIPTS
-                .index_add
-                .key(index)
-                .arg(access.as_str())
-                .arg(score)
-                .arg(keep)
-                .invoke_async(&mut conn),
-        )
-        .await
+        let expiring = self.keys().expiring();
+        let (_, unexpiring) = futures_util::join!(
+            self.index_remove(&pending, access.access.as_str(), &started_at),
+            self.bounded(conn.zrem::<_, _, ()>(&expiring, &entry)),
+        );
+        if let Err(error) = unexpiring {
+            tracing::warn!(%entry, %error, "could not drop an expiring entry; the sweep will");
+        }
     }
 
     async fn index_remove(&self, index: &str, member: &str, score: &str) {
@@ -458,6 +496,8 @@ enum Swept {
     Expired,
     /// The access had already left waiting, or the entry was garbage.
     Dropped,
+    /// The post that wrote it may still be writing; looked at later.
+    Postponed,
     /// Its deadline is still ahead by the access's node's clock.
     StillWaiting,
 }
@@ -475,6 +515,11 @@ impl Step {
             }),
         }
     }
+}
+
+/// The expiring index's member for one posted challenge.
+fn expiring_member(access: &AccessId, started_at: u64) -> String {
+    format!("{access}|{started_at}")
 }
 
 fn millis(duration: Duration) -> u64 {

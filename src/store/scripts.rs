@@ -21,13 +21,14 @@ pub(super) struct Scripts {
     pub report: Script,
     pub cancel: Script,
     pub expire: Script,
+    pub read: Script,
     pub index_add: Script,
     pub index_remove: Script,
     pub due: Script,
 }
 
 impl Scripts {
-    pub fn all(&self) -> [&Script; 9] {
+    pub fn all(&self) -> [&Script; 10] {
         [
             &self.post_challenge,
             &self.send_question,
@@ -35,6 +36,7 @@ impl Scripts {
             &self.report,
             &self.cancel,
             &self.expire,
+            &self.read,
             &self.index_add,
             &self.index_remove,
             &self.due,
@@ -49,6 +51,7 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     report: script!("clock", "access", "report"),
     cancel: script!("clock", "access", "cancel"),
     expire: script!("clock", "access", "expire"),
+    read: script!("clock", "access", "read"),
     index_add: script!("clock", "index_add"),
     index_remove: script!("index_remove"),
     due: script!("clock", "due"),

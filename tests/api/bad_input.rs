@@ -87,8 +87,16 @@ fn cases() -> Vec<Case> {
             M::PUT,
             challenge,
             r#"{"customer":"c{1}","finEntityName":"Real","doubleAuthQuestion":"q"}"#,
-            S::UNPROCESSABLE_ENTITY,
-            "invalid_body",
+            S::BAD_REQUEST,
+            "invalid_id",
+        ),
+        case(
+            "an empty customer id",
+            M::PUT,
+            challenge,
+            r#"{"customer":"","finEntityName":"Real","doubleAuthQuestion":"q"}"#,
+            S::BAD_REQUEST,
+            "invalid_id",
         ),
         case(
             "an empty question",
@@ -186,8 +194,16 @@ fn cases() -> Vec<Case> {
             M::POST,
             "/v1/tokens",
             r#"{"access":"0 1","token":"1"}"#,
-            S::UNPROCESSABLE_ENTITY,
-            "invalid_body",
+            S::BAD_REQUEST,
+            "invalid_id",
+        ),
+        case(
+            "an access id with a star",
+            M::POST,
+            "/v1/tokens",
+            r#"{"access":"00*","token":"1"}"#,
+            S::BAD_REQUEST,
+            "invalid_id",
         ),
         case(
             "a report of another status",
@@ -238,12 +254,28 @@ fn cases() -> Vec<Case> {
             "bad_request",
         ),
         case(
-            "a wait with an unknown parameter",
+            "a wait with a timeout given twice",
             M::GET,
-            "/v1/accesses/001/token?timeuot=5",
+            "/v1/accesses/001/token?timeout=1&timeout=2",
             "",
             S::BAD_REQUEST,
             "bad_request",
+        ),
+        case(
+            "a duplicate key in the body",
+            M::POST,
+            "/v1/tokens",
+            r#"{"access":"001","token":"1","token":"2"}"#,
+            S::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        case(
+            "deeply nested JSON",
+            M::PUT,
+            challenge,
+            format!("{}{}", "[".repeat(5000), "]".repeat(5000)),
+            S::UNPROCESSABLE_ENTITY,
+            "invalid_body",
         ),
         case(
             "an unknown route",
@@ -327,14 +359,7 @@ fn cases() -> Vec<Case> {
             (Method::GET, format!("/v1/customers/{id}/challenges"), ""),
         ];
         for (method, path, body) in paths {
-            cases.push(case(
-                what,
-                method,
-                path,
-                body,
-                S::BAD_REQUEST,
-                "bad_request",
-            ));
+            cases.push(case(what, method, path, body, S::BAD_REQUEST, "invalid_id"));
         }
     }
     cases
@@ -380,4 +405,18 @@ async fn a_token_sent_as_a_number_is_not_echoed_in_the_error() {
         .await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(!reply.body.to_string().contains("987654"), "{reply:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_query_parameters_are_ignored() {
+    let app = TestApp::spawn().await;
+    app.challenge("001", "c1", "q").await;
+    let reply = app
+        .send(
+            Method::GET,
+            "/v1/accesses/001/token?timeout=0&_=1764089305",
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{reply:?}");
 }

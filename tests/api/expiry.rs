@@ -70,9 +70,12 @@ async fn several_gateways_sweep_the_same_challenges_safely() {
             expired.push(message.get_channel_name().to_owned());
         }
     }
-    expired.sort();
-    expired.dedup();
-    assert_eq!(expired.len(), 20, "each challenge expired exactly once");
+    let distinct: std::collections::BTreeSet<&String> = expired.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        20,
+        "no challenge expired twice: {expired:?}"
+    );
     for i in 0..20 {
         let wake: Vec<String> = {
             let mut conn = a.conn.clone();
@@ -89,25 +92,60 @@ async fn no_step_acts_on_a_challenge_past_its_deadline_even_before_the_sweep() {
     let redis = start_redis();
     // A sweep too slow to matter here: each step must see the deadline itself.
     let app = TestApp::spawn_with(redis, |config| config.sweep_interval_ms = 10_000).await;
-    for access in ["late-token", "late-list", "late-report"] {
+    let accesses = [
+        "waited",
+        "late-token",
+        "late-report",
+        "late-cancel",
+        "late-read",
+    ];
+    for access in accesses {
         let body = json!({"customer": "c1", "finEntityName": "Real", "doubleAuthQuestion": "q", "expiresIn": 1});
         assert_eq!(
             app.challenge_with(access, body).await.status,
             StatusCode::CREATED
         );
     }
-    // Let the deadline pass: this test is about time passing, not about
-    // synchronising with anything.
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    // A waiter learns of the expiry at the deadline, from its own timer.
+    let raw = app.spawn_blpop("waited").await;
+    let posted_at = Instant::now();
+    app.wait_token("waited", 5.0)
+        .await
+        .assert_error(StatusCode::GONE, "expired");
+    let after = posted_at.elapsed();
+    assert!(
+        after < Duration::from_millis(1_500),
+        "woken {after:?} after posting"
+    );
+    assert_eq!(
+        settled(raw).await,
+        "expired",
+        "its read woke the BLPOP waiter too"
+    );
 
     app.submit("late-token", "987654")
         .await
         .assert_error(StatusCode::GONE, "expired");
-    assert!(app.listed("c1").await.is_empty());
     app.report("late-report", "ok")
         .await
         .assert_error(StatusCode::CONFLICT, "conflict");
-    for access in ["late-token", "late-list", "late-report"] {
+    app.cancel("late-cancel")
+        .await
+        .assert_error(StatusCode::CONFLICT, "conflict");
+    assert_eq!(app.access("late-read").await.body["status"], "expired");
+    assert!(app.listed("c1").await.is_empty());
+    for access in accesses {
         assert_eq!(app.hash(access).await["status"], "expired", "{access}");
     }
+    let mut conn = app.conn.clone();
+    let pending: usize = conn
+        .zcard("2fa:customer:{c1}:pending")
+        .await
+        .expect("ZCARD");
+    let expiring: usize = conn.zcard("2fa:expiring").await.expect("ZCARD");
+    assert_eq!(
+        (pending, expiring),
+        (0, 0),
+        "expired in passing, and dropped from both indexes"
+    );
 }

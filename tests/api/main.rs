@@ -7,6 +7,7 @@ mod bad_input;
 mod concurrency;
 mod deploy;
 mod expiry;
+mod indexes;
 mod lifecycle;
 mod resilience;
 mod secrets;

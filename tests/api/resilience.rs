@@ -16,14 +16,7 @@ async fn a_stalled_redis_is_a_prompt_503_with_retry_after_then_recovers() {
         StatusCode::OK
     );
 
-    let mut conn = app.conn.clone();
-    let _: () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(1_500)
-        .arg("ALL")
-        .query_async(&mut conn)
-        .await
-        .expect("CLIENT PAUSE");
+    app.pause_redis(1_500).await;
     let asked = Instant::now();
     let stalled = app.access("001").await;
     let answered_in = asked.elapsed();
@@ -65,4 +58,31 @@ async fn every_response_carries_a_request_id_echoing_the_callers() {
     let generated = app.access("001").await;
     let id = generated.headers["x-request-id"].to_str().expect("ascii");
     assert_eq!(id.len(), 36, "a UUID: {id}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subscriber_that_stops_answering_is_replaced_and_waiters_still_get_tokens() {
+    let redis = start_redis();
+    let app = TestApp::spawn_with(redis, |config| {
+        config.heartbeat_ms = 100;
+        config.redis_timeout_ms = 300;
+    })
+    .await;
+    app.challenge("001", "c1", "q").await;
+    let waiter = app.spawn_wait("001", 30.0);
+    app.until_waiting(1).await;
+
+    // A paused Redis keeps the connection open but answers nothing, like a
+    // half-open connection: only the heartbeat can tell.
+    app.pause_redis(1_000).await;
+    let reconnects = app.waiters.reconnects();
+    app.until("the heartbeat replaced the dead subscriber", || async {
+        app.waiters.reconnects() > reconnects
+    })
+    .await;
+    assert_eq!(app.submit("001", "987654").await.status, StatusCode::OK);
+    assert_eq!(
+        crate::support::settled(waiter).await.body["token"],
+        "987654"
+    );
 }

@@ -153,6 +153,17 @@ async fn every_key_expires_retention_after_the_deadline() {
 
     let mut conn = app.conn.clone();
     let day_and_a_minute: i64 = (86_400 + 60) * 1000;
+    let pending_ttl: i64 = conn.pttl("2fa:customer:{c1}:pending").await.expect("PTTL");
+    assert_eq!(
+        pending_ttl, -2,
+        "the answered access left the pending index, which went"
+    );
+    app.challenge_with("002", json!({"customer": "c1", "finEntityName": "Real", "doubleAuthQuestion": "q", "expiresIn": 60})).await;
+    let pending_ttl: i64 = conn.pttl("2fa:customer:{c1}:pending").await.expect("PTTL");
+    assert!(
+        pending_ttl > day_and_a_minute - 5_000,
+        "the pending index outlives its entries"
+    );
     for key in ["2fa:access:{001}", "2fa:access:{001}:wake"] {
         let ttl: i64 = conn.pttl(key).await.expect("PTTL");
         assert!(
@@ -160,4 +171,40 @@ async fn every_key_expires_retention_after_the_deadline() {
             "{key} has TTL {ttl} ms"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_transition_is_published_on_the_changed_channel() {
+    let app = TestApp::spawn().await;
+    let mut pubsub = app.redis_pubsub().await;
+    let mut messages = pubsub.on_message();
+    app.challenge("001", "c1", "q").await;
+    app.listed("c1").await;
+    app.submit("001", "987654").await;
+    app.report("001", "rejected").await;
+    app.challenge("001", "c1", "q2").await;
+    app.cancel("001").await;
+    let mut seen = Vec::new();
+    while seen.len() < 6 {
+        let message = tokio::time::timeout(
+            crate::support::PATIENCE,
+            futures_util::StreamExt::next(&mut messages),
+        )
+        .await
+        .expect("a message")
+        .expect("the stream is open");
+        assert_eq!(message.get_channel_name(), "2fa:access:{001}:changed");
+        seen.push(message.get_payload::<String>().expect("a status"));
+    }
+    assert_eq!(
+        seen,
+        [
+            "need",
+            "question_sent",
+            "token_received",
+            "rejected",
+            "need",
+            "cancelled"
+        ]
+    );
 }

@@ -283,10 +283,10 @@ impl TestApp {
         }
     }
 
-    /// Until the gateway's subscription for the access is confirmed by Redis.
-    pub async fn until_subscribed(&self, access: &str) {
-        self.until("Redis has the waiter's subscription", || async {
-            self.subscribers(access).await == 1
+    /// Until `n` long polls have subscribed, read once, and wait for a hint.
+    pub async fn until_waiting(&self, n: usize) {
+        self.until(&format!("{n} long polls are waiting"), || async {
+            self.waiters.waiting() == n
         })
         .await;
     }
@@ -309,6 +309,19 @@ impl TestApp {
             .await
             .expect("PUBSUB NUMSUB");
         count
+    }
+
+    /// Makes Redis hold every client's commands for a while, like a stalled
+    /// server or a half-open connection; it resumes by itself.
+    pub async fn pause_redis(&self, millis: u64) {
+        let mut conn = self.conn.clone();
+        let _: () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(millis)
+            .arg("ALL")
+            .query_async(&mut conn)
+            .await
+            .expect("CLIENT PAUSE");
     }
 
     /// A pub/sub connection that hears every access's status changes.

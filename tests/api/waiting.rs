@@ -50,7 +50,7 @@ async fn cancelling_wakes_the_http_and_blpop_waiters_with_cancelled() {
     app.challenge("001", "c1", "q").await;
     let waiter = app.spawn_wait("001", 30.0);
     let raw = app.spawn_blpop("001").await;
-    app.until_subscribed("001").await;
+    app.until_waiting(1).await;
     app.cancel("001").await;
     settled(waiter)
         .await
@@ -155,7 +155,7 @@ async fn a_token_submitted_through_one_gateway_wakes_a_waiter_on_another() {
     let b = TestApp::spawn_on(redis).await;
     a.challenge("001", "c1", "q").await;
     let waiter = a.spawn_wait("001", 30.0);
-    a.until_subscribed("001").await;
+    a.until_waiting(1).await;
     assert_eq!(b.listed("c1").await[0]["access"], "001");
     assert_eq!(b.submit("001", "987654").await.status, StatusCode::OK);
     assert_eq!(settled(waiter).await.body["token"], "987654");
@@ -172,9 +172,7 @@ async fn waiters_survive_the_subscriber_connection_being_killed() {
         .iter()
         .map(|access| app.spawn_wait(access, 30.0))
         .collect();
-    for access in &accesses {
-        app.until_subscribed(access).await;
-    }
+    app.until_waiting(accesses.len()).await;
 
     // Kill the shared subscriber, and keep it from subscribing again while
     // every token lands: their messages are lost for good, so only the
@@ -226,7 +224,7 @@ async fn shutdown_answers_waiters_at_once_instead_of_holding_them() {
     let mut app = TestApp::spawn().await;
     app.challenge("001", "c1", "q").await;
     let waiter = app.spawn_wait("001", 120.0);
-    app.until_subscribed("001").await;
+    app.until_waiting(1).await;
     let stopping = Instant::now();
     app.stop().await;
     assert!(

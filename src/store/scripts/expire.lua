@@ -1,8 +1,25 @@
--- The sweeper's step for one due access. Several gateways may sweep the same
--- access at once: only the first finds it waiting and past its deadline.
--- Replies 'done' when this call expired it, 'waiting' when its deadline is
--- still ahead (by this node's clock), and 'gone' when it has left waiting.
+-- The sweeper's step for one entry of the expiring index, whose member is
+-- `<access>|<started_at>`: one entry per posted challenge. Several gateways
+-- may sweep the same entry at once: only the first finds it to expire.
+-- ARGV[2]: the entry's started_at (ms)
+-- ARGV[3]: how long a post may take between its index write and its hash
+--          write (ms)
+-- Replies 'done' when this call expired the challenge; 'waiting' when the
+-- deadline is still ahead by this node's clock; 'in_flight' when the post
+-- that wrote the entry may not have written the hash yet; 'gone' when the
+-- entry is no longer needed (that challenge ended, or was superseded).
 local now = now_ms()
+local mine = tonumber(ARGV[2])
+local started = tonumber(redis.call('HGET', KEYS[1], 'started_at'))
+if started == nil or started < mine then
+  if now - mine > tonumber(ARGV[3]) then
+    return { 'gone', '0' }
+  end
+  return { 'in_flight', '0' }
+end
+if started > mine then
+  return { 'gone', '0' }
+end
 local status, expired = current_status(now)
 if expired then
   return reply('done', true, KEYS[1])

@@ -1,13 +1,24 @@
 -- The front end is shown this challenge: `need` becomes `question_sent`.
--- Replies 'stale' when the access is no longer waiting for this customer,
--- so the caller drops it from the customer's index.
 -- ARGV[2]: the customer who lists
+-- ARGV[3]: the entry's score in the customer's pending index (ms)
+-- ARGV[4]: how long a post may take between its index write and its hash
+--          write (ms)
+-- Replies 'done' when listed. Otherwise the entry is not waiting for this
+-- customer, and the reply says whether the caller may drop it: 'stale'
+-- when the hash holds this entry's attempt or a later one, or when the
+-- entry is too old to belong to a post still in flight; 'skip' when a post
+-- may be between its index write and its hash write.
 local now = now_ms()
 local status, expired = current_status(now)
-if not WAITING[status] or redis.call('HGET', KEYS[1], 'customer') ~= ARGV[2] then
+if WAITING[status] and redis.call('HGET', KEYS[1], 'customer') == ARGV[2] then
+  if status == 'need' then
+    move('question_sent', now)
+  end
+  return reply('done', false, KEYS[1])
+end
+local score = tonumber(ARGV[3])
+local started = tonumber(redis.call('HGET', KEYS[1], 'started_at'))
+if (started and started >= score) or now - score > tonumber(ARGV[4]) then
   return reply('stale', expired, KEYS[1])
 end
-if status == 'need' then
-  move('question_sent', now)
-end
-return reply('done', false, KEYS[1])
+return reply('skip', expired, KEYS[1])

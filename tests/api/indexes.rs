@@ -1,0 +1,142 @@
+//! The two indexes stay true to the hashes: a crash or a race may leave a
+//! stale entry, never a missing or a wrong one.
+
+use redis::AsyncCommands;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::support::{TestApp, start_redis};
+
+async fn redis_now_ms(app: &TestApp) -> u64 {
+    let mut conn = app.conn.clone();
+    let (secs, micros): (u64, u64) = redis::cmd("TIME")
+        .query_async(&mut conn)
+        .await
+        .expect("TIME");
+    secs * 1000 + micros / 1000
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_reposts_leave_the_expiring_index_true_to_the_hash() {
+    let app = TestApp::spawn().await;
+    let mut conn = app.conn.clone();
+    for round in 0..100 {
+        let access = format!("r{round}");
+        let short = json!({"customer": "c1", "finEntityName": "Real", "doubleAuthQuestion": "q", "expiresIn": 1});
+        let long = json!({"customer": "c1", "finEntityName": "Real", "doubleAuthQuestion": "q", "expiresIn": 3600});
+        let (a, b) = tokio::join!(
+            app.challenge_with(&access, short),
+            app.challenge_with(&access, long)
+        );
+        assert_eq!(
+            (a.status, b.status),
+            (StatusCode::CREATED, StatusCode::CREATED)
+        );
+        let hash = app.hash(&access).await;
+        let member = format!("{access}|{}", hash["started_at"]);
+        let score: Option<u64> = conn.zscore("2fa:expiring", &member).await.expect("ZSCORE");
+        let expires_at: u64 = hash["expires_at"].parse().expect("ms");
+        assert_eq!(
+            score,
+            Some(expires_at),
+            "round {round}: the sweep would come at the wrong time"
+        );
+        let pending: Option<u64> = conn
+            .zscore("2fa:customer:{c1}:pending", &access)
+            .await
+            .expect("ZSCORE");
+        assert!(
+            pending.is_some(),
+            "round {round}: missing from the pending index"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_list_keeps_an_entry_whose_post_may_still_be_writing() {
+    let app = TestApp::spawn().await;
+    let now = redis_now_ms(&app).await;
+    let mut conn = app.conn.clone();
+    let _: () = conn
+        .zadd("2fa:customer:{c1}:pending", "in-flight", now)
+        .await
+        .expect("ZADD");
+    let _: () = conn
+        .zadd("2fa:customer:{c1}:pending", "crashed", now - 3_600_000)
+        .await
+        .expect("ZADD");
+    assert!(app.listed("c1").await.is_empty());
+    let members: Vec<String> = conn
+        .zrange("2fa:customer:{c1}:pending", 0, -1)
+        .await
+        .expect("ZRANGE");
+    assert_eq!(
+        members,
+        ["in-flight"],
+        "kept while its post may be writing; the old one dropped"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sweep_postpones_an_entry_whose_post_may_still_be_writing() {
+    let redis = start_redis();
+    let app = TestApp::spawn_with(redis, |config| config.sweep_interval_ms = 10).await;
+    let now = redis_now_ms(&app).await;
+    let mut conn = app.conn.clone();
+    let in_flight = format!("slow|{}", now - 1_000);
+    let crashed = format!("crashed|{}", now - 3_600_000);
+    let _: () = conn
+        .zadd("2fa:expiring", &in_flight, now - 1)
+        .await
+        .expect("ZADD");
+    let _: () = conn
+        .zadd("2fa:expiring", &crashed, now - 1)
+        .await
+        .expect("ZADD");
+    app.until("the sweep has looked at both", || async {
+        let mut conn = app.conn.clone();
+        let left: Vec<(String, u64)> = conn
+            .zrange_withscores("2fa:expiring", 0, -1)
+            .await
+            .expect("ZRANGE");
+        left.len() == 1 && left[0].1 > now
+    })
+    .await;
+    let score: Option<u64> = conn
+        .zscore("2fa:expiring", &in_flight)
+        .await
+        .expect("ZSCORE");
+    assert!(score.is_some_and(|s| s > now), "postponed, not dropped");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_custom_prefix_names_every_key() {
+    let redis = start_redis();
+    let app = TestApp::spawn_with(redis, |config| {
+        config.prefix = "bank1:2fa".parse().expect("valid prefix");
+    })
+    .await;
+    app.challenge("001", "c1", "q").await;
+    let keys: Vec<String> = app.keyspace().await.into_keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "bank1:2fa:access:{001}",
+            "bank1:2fa:customer:{c1}:pending",
+            "bank1:2fa:expiring"
+        ]
+    );
+    let waiter = app.spawn_wait("001", 10.0);
+    app.until_waiting(1).await;
+    app.submit("001", "987654").await;
+    assert_eq!(
+        crate::support::settled(waiter).await.body["token"],
+        "987654"
+    );
+    let mut conn = app.conn.clone();
+    let wake: Vec<String> = conn
+        .lrange("bank1:2fa:access:{001}:wake", 0, -1)
+        .await
+        .expect("LRANGE");
+    assert_eq!(wake, ["token_received"]);
+}
