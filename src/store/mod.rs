@@ -196,9 +196,20 @@ impl Store {
             )
             .await?;
         let expires_at = started_at + millis(expires_in);
+        // LT: should two posts of one access ever get the same started_at
+        // (each from another customer's index, in the same millisecond), the
+        // shared entry keeps the earlier deadline; the sweep then moves it on
+        // to the hash's own.
         let entry = expiring_member(access, started_at);
-        self.bounded(conn.zadd::<_, _, _, ()>(self.keys().expiring(), entry, expires_at))
-            .await?;
+        self.bounded(
+            redis::cmd("ZADD")
+                .arg(self.keys().expiring())
+                .arg("LT")
+                .arg(expires_at)
+                .arg(entry)
+                .query_async::<()>(&mut conn),
+        )
+        .await?;
         let args = [
             challenge.customer.as_str(),
             challenge.fin_entity_name.as_str(),
@@ -384,31 +395,42 @@ impl Store {
         let args = [started_at.to_string(), grace.to_string()];
         let args = [args[0].as_str(), args[1].as_str()];
         let step = self.step(&SCRIPTS.expire, &access, &args).await?;
+        let postpone = |until: u64| {
+            redis::cmd("ZADD")
+                .arg(index)
+                .arg("XX")
+                .arg("GT")
+                .arg("CH")
+                .arg(until)
+                .arg(member)
+                .to_owned()
+        };
         match step.outcome.as_str() {
-            "waiting" => Ok(Swept::StillWaiting),
+            // `step` already dropped the entry of the challenge it expired.
+            "done" => Ok(Swept::Expired),
+            "gone" => {
+                self.bounded(conn.zrem::<_, _, ()>(index, member)).await?;
+                Ok(Swept::Dropped)
+            }
             "in_flight" => {
                 // Look again once the post that wrote it must have finished.
-                let later = started_at + grace + 1;
-                self.bounded(
-                    redis::cmd("ZADD")
-                        .arg(index)
-                        .arg("XX")
-                        .arg(later)
-                        .arg(member)
-                        .query_async::<()>(&mut conn),
-                )
-                .await?;
+                self.bounded(postpone(started_at + grace + 1).query_async::<()>(&mut conn))
+                    .await?;
                 Ok(Swept::Postponed)
             }
-            outcome => {
-                // `step` already dropped the entry of a challenge it expired.
-                if outcome != "done" {
-                    self.bounded(conn.zrem::<_, _, ()>(index, member)).await?;
-                }
-                Ok(if outcome == "done" {
-                    Swept::Expired
+            // Still waiting: never dropped. If the entry was scored earlier
+            // than the hash's deadline, look again at that deadline.
+            _ => {
+                let Some(waiting) = &step.access else {
+                    return Ok(Swept::StillWaiting);
+                };
+                let moved: u64 = self
+                    .bounded(postpone(waiting.expires_at.0).query_async(&mut conn))
+                    .await?;
+                Ok(if moved > 0 {
+                    Swept::Postponed
                 } else {
-                    Swept::Dropped
+                    Swept::StillWaiting
                 })
             }
         }

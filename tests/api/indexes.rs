@@ -78,35 +78,49 @@ async fn the_list_keeps_an_entry_whose_post_may_still_be_writing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_sweep_postpones_an_entry_whose_post_may_still_be_writing() {
+async fn the_sweep_drops_only_entries_it_proves_stale() {
     let redis = start_redis();
     let app = TestApp::spawn_with(redis, |config| config.sweep_interval_ms = 10).await;
+    app.challenge("early", "c1", "q").await;
+    let hash = app.hash("early").await;
     let now = redis_now_ms(&app).await;
     let mut conn = app.conn.clone();
+    // A waiting challenge's entry scored before its deadline, the entry of a
+    // post that may still be writing its hash, and one whose post crashed
+    // an hour ago: all three are due now.
+    let early = format!("early|{}", hash["started_at"]);
     let in_flight = format!("slow|{}", now - 1_000);
     let crashed = format!("crashed|{}", now - 3_600_000);
-    let _: () = conn
-        .zadd("2fa:expiring", &in_flight, now - 1)
-        .await
-        .expect("ZADD");
-    let _: () = conn
-        .zadd("2fa:expiring", &crashed, now - 1)
-        .await
-        .expect("ZADD");
-    app.until("the sweep has looked at both", || async {
-        let mut conn = app.conn.clone();
-        let left: Vec<(String, u64)> = conn
-            .zrange_withscores("2fa:expiring", 0, -1)
+    for member in [&early, &in_flight, &crashed] {
+        let _: () = conn
+            .zadd("2fa:expiring", member, now - 1)
             .await
-            .expect("ZRANGE");
-        left.len() == 1 && left[0].1 > now
+            .expect("ZADD");
+    }
+    app.until("the sweep has settled all three", || async {
+        let mut conn = app.conn.clone();
+        let due: Vec<String> = conn
+            .zrangebyscore("2fa:expiring", 0, now)
+            .await
+            .expect("ZRANGEBYSCORE");
+        due.is_empty()
     })
     .await;
+    let score: Option<u64> = conn.zscore("2fa:expiring", &early).await.expect("ZSCORE");
+    let expires_at: u64 = hash["expires_at"].parse().expect("ms");
+    assert_eq!(score, Some(expires_at), "moved on to the hash's deadline");
     let score: Option<u64> = conn
         .zscore("2fa:expiring", &in_flight)
         .await
         .expect("ZSCORE");
     assert!(score.is_some_and(|s| s > now), "postponed, not dropped");
+    let score: Option<u64> = conn.zscore("2fa:expiring", &crashed).await.expect("ZSCORE");
+    assert_eq!(score, None, "dropped");
+    assert_eq!(
+        app.hash("early").await["status"],
+        "need",
+        "and nothing expired early"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,8 +4,9 @@
 -- ARGV[2]: the entry's started_at (ms)
 -- ARGV[3]: how long a post may take between its index write and its hash
 --          write (ms)
--- Replies 'done' when this call expired the challenge; 'waiting' when the
--- deadline is still ahead by this node's clock; 'in_flight' when the post
+-- Replies 'done' when this call expired the challenge; 'waiting', with the
+-- hash, when its deadline is still ahead by this node's clock (or the entry
+-- is scored early); 'in_flight' when the post
 -- that wrote the entry may not have written the hash yet; 'gone' when the
 -- entry is no longer needed (that challenge ended, or was superseded).
 local now = now_ms()
@@ -25,6 +26,6 @@ if expired then
   return reply('done', true, KEYS[1])
 end
 if WAITING[status] then
-  return { 'waiting', '0' }
+  return reply('waiting', false, KEYS[1])
 end
 return { 'gone', '0' }
