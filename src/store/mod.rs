@@ -39,6 +39,14 @@ use scripts::SCRIPTS;
 /// handful; the bound keeps a runaway scraper from making one call huge.
 pub const LIST_LIMIT: isize = 200;
 
+/// How many times a post overtaken by another post of the same access
+/// starts over before it gives up with a 503.
+const POST_ATTEMPTS: usize = 3;
+
+/// How long the sweep leaves an entry whose post may still be writing before
+/// it looks again.
+const IN_FLIGHT_RECHECK_MS: u64 = 1_000;
+
 /// How many due challenges one sweep takes before it looks again.
 const SWEEP_BATCH: usize = 500;
 
@@ -51,6 +59,8 @@ pub enum StoreError {
     Refused(Box<Access>),
     #[error("access {} has moved on to attempt {}", .0.access, .0.attempt)]
     AttemptMismatch(Box<Access>),
+    #[error("other posts of access {0} kept overtaking this one; try again")]
+    Contended(AccessId),
     #[error("Redis did not answer within {0:?}")]
     Timeout(Duration),
     #[error("Redis: {0}")]
@@ -64,7 +74,7 @@ impl StoreError {
     /// opposed to a bug or a refused step.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            StoreError::Timeout(_) => true,
+            StoreError::Timeout(_) | StoreError::Contended(_) => true,
             StoreError::Redis(e) => {
                 e.is_io_error()
                     || e.is_timeout()
@@ -181,6 +191,27 @@ impl Store {
         access: &AccessId,
         challenge: &NewChallenge,
     ) -> Result<Access, StoreError> {
+        // Another post of the same access can overtake this one between its
+        // index writes and its hash write; then it starts over, as if it had
+        // come second.
+        let mut after = 0;
+        for _ in 0..POST_ATTEMPTS {
+            let step = self.try_post_challenge(access, challenge, after).await?;
+            if step.outcome != "superseded" {
+                return step.into_result(access);
+            }
+            after = step.access.map_or(0, |newer| newer.started_at.0 + 1);
+        }
+        Err(StoreError::Contended(access.clone()))
+    }
+
+    /// One try, started no earlier than `after` (Unix ms).
+    async fn try_post_challenge(
+        &self,
+        access: &AccessId,
+        challenge: &NewChallenge,
+        after: u64,
+    ) -> Result<Step, StoreError> {
         let expires_in = challenge.expires_in.as_duration();
         let keep = expires_in + self.options.retention;
         let pending = self.keys().pending(&challenge.customer);
@@ -192,22 +223,18 @@ impl Store {
                     .key(&pending)
                     .arg(access.as_str())
                     .arg(millis(keep))
+                    .arg(after)
                     .invoke_async(&mut conn),
             )
             .await?;
         let expires_at = started_at + millis(expires_in);
-        // LT: should two posts of one access ever get the same started_at
-        // (each from another customer's index, in the same millisecond), the
-        // shared entry keeps the earlier deadline; the sweep then moves it on
-        // to the hash's own.
-        let entry = expiring_member(access, started_at);
         self.bounded(
-            redis::cmd("ZADD")
-                .arg(self.keys().expiring())
-                .arg("LT")
+            SCRIPTS
+                .expiring_add
+                .key(self.keys().expiring())
+                .arg(expiring_member(access, started_at))
                 .arg(expires_at)
-                .arg(entry)
-                .query_async::<()>(&mut conn),
+                .invoke_async::<()>(&mut conn),
         )
         .await?;
         let args = [
@@ -218,9 +245,9 @@ impl Store {
             &started_at.to_string(),
             &expires_at.to_string(),
             &millis(self.options.retention).to_string(),
+            &millis(self.options.in_flight_grace()).to_string(),
         ];
-        let step = self.step(&SCRIPTS.post_challenge, access, &args).await?;
-        step.into_result(access)
+        self.step(&SCRIPTS.post_challenge, access, &args).await
     }
 
     /// The accesses waiting for this customer, oldest first. Each one shown
@@ -361,15 +388,33 @@ impl Store {
                         .invoke_async(&mut conn),
                 )
                 .await?;
-            let due: Vec<&str> = flat.iter().step_by(2).map(String::as_str).collect();
+            let due: Vec<(&str, u64)> = flat
+                .chunks_exact(2)
+                .map(|pair| (pair[0].as_str(), pair[1].parse().unwrap_or(0)))
+                .collect();
             let swept = due
                 .iter()
-                .map(|member| self.sweep_one(&index, member, grace));
+                .map(|(member, score)| self.sweep_one(&index, member, *score, grace));
             let mut settled = 0;
+            let mut first_error = None;
+            let mut failed = 0;
             for swept in join_all(swept).await {
-                let swept = swept?;
-                settled += usize::from(swept != Swept::StillWaiting);
-                expired += usize::from(swept == Swept::Expired);
+                match swept {
+                    Ok(swept) => {
+                        settled += usize::from(swept != Swept::StillWaiting);
+                        expired += usize::from(swept == Swept::Expired);
+                    }
+                    // One unreadable entry (a hand-edited hash) must not stop
+                    // the sweep of all the others.
+                    Err(error) => {
+                        tracing::warn!(%error, "could not sweep a due challenge");
+                        failed += 1;
+                        first_error.get_or_insert(error);
+                    }
+                }
+            }
+            if let Some(error) = first_error.filter(|_| failed == due.len()) {
+                return Err(error);
             }
             // A full batch means more may be due; but if none of it settled
             // (this node's clock is behind the index's), looking again now
@@ -380,7 +425,13 @@ impl Store {
         }
     }
 
-    async fn sweep_one(&self, index: &str, member: &str, grace: u64) -> Result<Swept, StoreError> {
+    async fn sweep_one(
+        &self,
+        index: &str,
+        member: &str,
+        score: u64,
+        grace: u64,
+    ) -> Result<Swept, StoreError> {
         let mut conn = self.conn.clone();
         let parsed = member.rsplit_once('|').and_then(|(access, started_at)| {
             Some((
@@ -396,14 +447,24 @@ impl Store {
         let args = [args[0].as_str(), args[1].as_str()];
         let step = self.step(&SCRIPTS.expire, &access, &args).await?;
         let postpone = |until: u64| {
-            redis::cmd("ZADD")
-                .arg(index)
-                .arg("XX")
-                .arg("GT")
-                .arg("CH")
-                .arg(until)
-                .arg(member)
-                .to_owned()
+            let mut conn = self.conn.clone();
+            async move {
+                let moved: u64 = self
+                    .bounded(
+                        SCRIPTS
+                            .expiring_postpone
+                            .key(index)
+                            .arg(member)
+                            .arg(until)
+                            .invoke_async(&mut conn),
+                    )
+                    .await?;
+                Ok::<_, StoreError>(if moved > 0 {
+                    Swept::Postponed
+                } else {
+                    Swept::StillWaiting
+                })
+            }
         };
         match step.outcome.as_str() {
             // `step` already dropped the entry of the challenge it expired.
@@ -413,26 +474,16 @@ impl Store {
                 Ok(Swept::Dropped)
             }
             "in_flight" => {
-                // Look again once the post that wrote it must have finished.
-                self.bounded(postpone(started_at + grace + 1).query_async::<()>(&mut conn))
-                    .await?;
-                Ok(Swept::Postponed)
+                // Look again soon, and no later than when the post that wrote
+                // it must have finished (it gives up past the grace period).
+                postpone((score + IN_FLIGHT_RECHECK_MS).min(started_at + grace + 1)).await
             }
             // Still waiting: never dropped. If the entry was scored earlier
             // than the hash's deadline, look again at that deadline.
-            _ => {
-                let Some(waiting) = &step.access else {
-                    return Ok(Swept::StillWaiting);
-                };
-                let moved: u64 = self
-                    .bounded(postpone(waiting.expires_at.0).query_async(&mut conn))
-                    .await?;
-                Ok(if moved > 0 {
-                    Swept::Postponed
-                } else {
-                    Swept::StillWaiting
-                })
-            }
+            _ => match &step.access {
+                Some(waiting) => postpone(waiting.expires_at.0).await,
+                None => Ok(Swept::StillWaiting),
+            },
         }
     }
 

@@ -24,11 +24,13 @@ pub(super) struct Scripts {
     pub read: Script,
     pub index_add: Script,
     pub index_remove: Script,
+    pub expiring_add: Script,
+    pub expiring_postpone: Script,
     pub due: Script,
 }
 
 impl Scripts {
-    pub fn all(&self) -> [&Script; 10] {
+    pub fn all(&self) -> [&Script; 12] {
         [
             &self.post_challenge,
             &self.send_question,
@@ -39,6 +41,8 @@ impl Scripts {
             &self.read,
             &self.index_add,
             &self.index_remove,
+            &self.expiring_add,
+            &self.expiring_postpone,
             &self.due,
         ]
     }
@@ -54,5 +58,7 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     read: script!("clock", "access", "read"),
     index_add: script!("clock", "index_add"),
     index_remove: script!("index_remove"),
+    expiring_add: script!("expiring_add"),
+    expiring_postpone: script!("expiring_postpone"),
     due: script!("clock", "due"),
 });

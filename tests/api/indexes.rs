@@ -45,11 +45,45 @@ async fn concurrent_reposts_leave_the_expiring_index_true_to_the_hash() {
             .zscore("2fa:customer:{c1}:pending", &access)
             .await
             .expect("ZSCORE");
-        assert!(
-            pending.is_some(),
-            "round {round}: missing from the pending index"
+        let started_at: u64 = hash["started_at"].parse().expect("ms");
+        assert_eq!(
+            pending,
+            Some(started_at),
+            "round {round}: the pending index is off"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_post_overtaken_by_a_newer_one_starts_over_after_it() {
+    let app = TestApp::spawn().await;
+    app.challenge("001", "c1", "q").await;
+    // As if a newer post had written the hash while this one was between its
+    // index writes and its hash write: the hash started after any post made
+    // now would.
+    let newer = redis_now_ms(&app).await + 60_000;
+    let mut conn = app.conn.clone();
+    let _: () = conn
+        .hset("2fa:access:{001}", "started_at", newer)
+        .await
+        .expect("HSET");
+    let posted = app.challenge("001", "c1", "late").await;
+    assert_eq!(posted.status, StatusCode::CREATED, "{posted:?}");
+    let hash = app.hash("001").await;
+    let started_at: u64 = hash["started_at"].parse().expect("ms");
+    assert!(
+        started_at > newer,
+        "started_at only grows: {started_at} after {newer}"
+    );
+    assert_eq!(hash["question"], "late");
+    let pending: Option<u64> = conn
+        .zscore("2fa:customer:{c1}:pending", "001")
+        .await
+        .expect("ZSCORE");
+    assert_eq!(pending, Some(started_at));
+    let member = format!("001|{started_at}");
+    let deadline: Option<u64> = conn.zscore("2fa:expiring", &member).await.expect("ZSCORE");
+    assert_eq!(deadline, Some(hash["expires_at"].parse().expect("ms")));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -318,7 +318,6 @@ impl TestApp {
         let _: () = redis::cmd("CLIENT")
             .arg("PAUSE")
             .arg(millis)
-            .arg("ALL")
             .query_async(&mut conn)
             .await
             .expect("CLIENT PAUSE");

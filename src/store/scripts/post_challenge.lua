@@ -4,6 +4,17 @@
 -- ARGV[2]: customer   ARGV[3]: fin_entity_name   ARGV[4]: question
 -- ARGV[5]: kind       ARGV[6]: started_at (ms)   ARGV[7]: expires_at (ms)
 -- ARGV[8]: retention after expiry (ms)
+-- ARGV[9]: how long a post may take from its first index write to here (ms)
+-- Replies 'superseded' with the hash, writing nothing, when a newer post
+-- already wrote the hash, or when this post is so late that readers may
+-- have dropped its index entries as stale: the gateway then posts again with
+-- fresh entries, started after the hash's. So started_at only ever grows,
+-- which is what the index readers rely on.
+local mine = tonumber(ARGV[6])
+local started = tonumber(redis.call('HGET', KEYS[1], 'started_at'))
+if (started and started >= mine) or now_ms() - mine > tonumber(ARGV[9]) then
+  return reply('superseded', false, KEYS[1])
+end
 local attempt = tonumber(redis.call('HGET', KEYS[1], 'attempt') or '0') + 1
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('HSET', KEYS[1],
