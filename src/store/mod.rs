@@ -15,7 +15,10 @@
 //! score) pair the remover saw, and each post gives its entry a new score; an
 //! expiring member names its own challenge, so nothing else can remove it.
 //! Readers re-check every hash, so a stale entry costs one read and is then
-//! dropped, unless it may belong to a post between its two writes.
+//! dropped, unless it may belong to a post between its two writes. A post
+//! that a newer one overtook, or that took longer than the grace readers
+//! allow it, writes nothing and starts over: an access's `started_at` only
+//! ever grows, and an entry older than its hash's is stale for sure.
 
 mod hash;
 pub mod keys;
