@@ -23,11 +23,15 @@ impl Invalid {
     }
 }
 
-/// Ids become part of Redis key names inside a `{...}` hash tag, so the
-/// alphabet excludes braces, spaces and glob characters.
+/// The characters allowed in ids and in the key prefix. They become part of
+/// Redis key names, ids inside a `{...}` hash tag, so the alphabet excludes
+/// braces, spaces and glob characters.
+pub(crate) fn is_key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')
+}
+
 fn check_id(what: &str, value: &str) -> Result<(), Invalid> {
-    let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-');
-    if value.is_empty() || value.len() > 128 || !value.chars().all(valid_char) {
+    if value.is_empty() || value.len() > 128 || !value.chars().all(is_key_char) {
         return Err(Invalid(format!(
             "{what} must be 1 to 128 characters from [A-Za-z0-9._:-]"
         )));
@@ -122,8 +126,6 @@ macro_rules! text_type {
         pub struct $name(String);
 
         impl $name {
-            pub const MAX_CHARS: usize = $max;
-
             pub fn parse(value: impl Into<String>) -> Result<Self, Invalid> {
                 let value = value.into();
                 check_text($what, &value, $max, $multiline)?;
@@ -173,11 +175,9 @@ text_type!(
 pub struct Token(String);
 
 impl Token {
-    pub const MAX_CHARS: usize = 256;
-
     pub fn parse(value: impl Into<String>) -> Result<Self, Invalid> {
         let value = value.into();
-        check_text("token", &value, Self::MAX_CHARS, false)?;
+        check_text("token", &value, 256, false)?;
         Ok(Self(value))
     }
 
@@ -326,14 +326,6 @@ impl Status {
     /// Waiting for the customer: listed to the front end, open to a token.
     pub fn is_waiting(self) -> bool {
         matches!(self, Status::Need | Status::QuestionSent)
-    }
-
-    /// No move leaves a final status except a new challenge.
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            Status::Ok | Status::Rejected | Status::Expired | Status::Cancelled
-        )
     }
 }
 

@@ -5,7 +5,7 @@
 //! keys share the hash tag `{<access>}`, so that every transition touches one
 //! cluster slot.
 
-use crate::model::{AccessId, CustomerId, Invalid};
+use crate::model::{AccessId, CustomerId, Invalid, is_key_char};
 
 /// The key prefix, `2fa` by default. It must not contain braces, or it would
 /// change the hash tag that keeps an access's keys in one slot.
@@ -14,8 +14,7 @@ pub struct Prefix(String);
 
 impl Prefix {
     pub fn parse(value: &str) -> Result<Self, Invalid> {
-        let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-');
-        if value.is_empty() || value.len() > 64 || !value.chars().all(valid_char) {
+        if value.is_empty() || value.len() > 64 || !value.chars().all(is_key_char) {
             return Err(Invalid::new(
                 "the key prefix must be 1 to 64 characters from [A-Za-z0-9._:-]",
             ));
