@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::error::AppError;
 use super::extract::{AppJson, PathId};
-use crate::model::{Access, AccessId, Outcome, Reason};
+use crate::model::{Access, AccessId, Event, Outcome, Reason};
 
 /// `GET /v1/accesses/{access}`, without the token.
 pub async fn get(
@@ -22,6 +22,19 @@ pub async fn get(
     }
 }
 
+/// `GET /v1/accesses/{access}/events`: the audit trail, oldest first.
+pub async fn events(
+    State(state): State<AppState>,
+    PathId(access): PathId<AccessId>,
+) -> Result<Json<Vec<Event>>, AppError> {
+    match state.store.events(&access).await? {
+        Some(events) => Ok(Json(events)),
+        None => Err(AppError::NotFound(format!(
+            "access {access} has no challenge and no history"
+        ))),
+    }
+}
+
 /// `PUT /v1/accesses/{access}/status`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,7 +44,7 @@ pub struct ReportBody {
 }
 
 /// The scraper used the token at the bank and says how it went. Allowed only
-/// from `token_received`.
+/// from `token_received`, or from waiting for a `decoupled` challenge.
 pub async fn report(
     State(state): State<AppState>,
     PathId(access): PathId<AccessId>,

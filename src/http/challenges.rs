@@ -8,9 +8,10 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::error::AppError;
-use super::extract::{AppJson, PathId};
+use super::extract::{AppJson, AppQuery, PathId};
 use crate::model::{
-    Access, AccessId, BankName, CustomerId, ExpiresIn, Kind, NewChallenge, Question,
+    Access, AccessId, Actor, BankName, ChallengeParts, Choices, CustomerId, ExpiresIn, ImageUri,
+    Instructions, Kind, NewChallenge, Question, Validation, ValidationMessage,
 };
 
 /// `PUT /v1/accesses/{access}/challenge`
@@ -23,6 +24,19 @@ pub struct ChallengeBody {
     double_auth_question: Question,
     /// Seconds; the gateway's default when absent.
     expires_in: Option<ExpiresIn>,
+    /// `code` when absent.
+    kind: Option<Kind>,
+    /// For `choice`: 2 to 20 `{"value","label"}`.
+    choices: Option<Choices>,
+    /// For `image`: a PNG or JPEG `data:` URI.
+    image: Option<ImageUri>,
+    /// For `code`, `text` and `image`: a regex the whole token must match.
+    validation: Option<Validation>,
+    validation_message: Option<ValidationMessage>,
+    /// Text to show the customer beside the question; `label` is accepted
+    /// for it too.
+    #[serde(alias = "label")]
+    instructions: Option<Instructions>,
 }
 
 /// Starts attempt n+1 of the access's challenge, in status `need`.
@@ -31,13 +45,20 @@ pub async fn post(
     PathId(access): PathId<AccessId>,
     AppJson(body): AppJson<ChallengeBody>,
 ) -> Result<(StatusCode, [(header::HeaderName, String); 1], Json<Access>), AppError> {
-    let challenge = NewChallenge {
-        customer: CustomerId::parse(body.customer).map_err(AppError::InvalidId)?,
-        fin_entity_name: body.fin_entity_name,
-        question: body.double_auth_question,
-        kind: Kind::Code,
-        expires_in: body.expires_in.unwrap_or(state.limits.default_expires_in),
-    };
+    let challenge = NewChallenge::new(
+        CustomerId::parse(body.customer).map_err(AppError::InvalidId)?,
+        body.fin_entity_name,
+        body.double_auth_question,
+        body.expires_in.unwrap_or(state.limits.default_expires_in),
+        body.instructions,
+        ChallengeParts {
+            kind: body.kind,
+            choices: body.choices,
+            image: body.image,
+            validation: body.validation,
+            validation_message: body.validation_message,
+        },
+    )?;
     let posted = state.store.post_challenge(&access, &challenge).await?;
     let location = format!("/v1/accesses/{access}");
     Ok((
@@ -56,10 +77,27 @@ pub async fn list(
     Ok(Json(state.store.pending_for_customer(&customer).await?))
 }
 
-/// `DELETE /v1/accesses/{access}/challenge`
+/// Who cancels, for the audit trail.
+#[derive(Debug, Deserialize)]
+pub struct CancelQuery {
+    /// `scraper` (the default) or `frontend`.
+    by: Option<String>,
+}
+
+/// `DELETE /v1/accesses/{access}/challenge[?by=frontend]`
 pub async fn cancel(
     State(state): State<AppState>,
     PathId(access): PathId<AccessId>,
+    AppQuery(query): AppQuery<CancelQuery>,
 ) -> Result<Json<Access>, AppError> {
-    Ok(Json(state.store.cancel(&access).await?))
+    let by = match query.by.as_deref() {
+        None | Some("scraper") => Actor::Scraper,
+        Some("frontend") => Actor::Frontend,
+        Some(_) => {
+            return Err(AppError::BadRequest(
+                "by must be scraper or frontend".to_owned(),
+            ));
+        }
+    };
+    Ok(Json(state.store.cancel(&access, by).await?))
 }

@@ -29,6 +29,9 @@ pub enum AppError {
     /// The body parsed, but a value breaks a rule.
     #[error("{0}")]
     Unprocessable(String),
+    /// The token breaks the challenge's rule; the challenge keeps waiting.
+    #[error("{0}")]
+    InvalidToken(String),
     #[error("{0}")]
     NotFound(String),
     /// The lifecycle forbids this step from the access's current status.
@@ -81,6 +84,7 @@ impl AppError {
                 _ => (StatusCode::BAD_REQUEST, "unreadable_body"),
             },
             AppError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+            AppError::InvalidToken(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_token"),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             AppError::AttemptMismatch(_) => (StatusCode::CONFLICT, "attempt_mismatch"),
@@ -103,6 +107,7 @@ impl From<StoreError> for AppError {
                 access.status
             )),
             StoreError::AttemptMismatch(_) => AppError::AttemptMismatch(error.to_string()),
+            StoreError::InvalidAnswer(message) => AppError::InvalidToken(message),
             _ if error.is_unavailable() => AppError::Unavailable(error.to_string()),
             _ => AppError::Internal(error.to_string()),
         }

@@ -54,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/accesses/{access}/token", get(tokens::wait))
         .route("/v1/accesses/{access}/status", put(accesses::report))
+        .route("/v1/accesses/{access}/events", get(accesses::events))
         .route("/v1/accesses/{access}", get(accesses::get))
         .route("/v1/customers/{customer}/challenges", get(challenges::list))
         .route("/v1/tokens", post(tokens::submit))

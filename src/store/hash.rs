@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 
 use super::StoreError;
-use crate::model::{Access, AccessId, CustomerId, Kind, Status, UnixMillis};
+use crate::model::{
+    Access, AccessId, AnswerRule, Choice, CustomerId, Kind, Status, UnixMillis, Validation,
+};
 
 pub(super) struct Fields<'a> {
     access: &'a AccessId,
@@ -66,24 +68,60 @@ impl<'a> Fields<'a> {
         self.number("attempt")
     }
 
+    fn optional(&self, field: &str) -> Option<String> {
+        self.map.get(field).cloned()
+    }
+
+    fn kind(&self) -> Result<Kind, StoreError> {
+        let kind = self.text("kind")?;
+        Kind::parse(kind).ok_or_else(|| self.malformed(format!("unknown kind `{kind}`")))
+    }
+
+    fn choices(&self) -> Result<Option<Vec<Choice>>, StoreError> {
+        self.map
+            .get("choices")
+            .map(|json| serde_json::from_str(json))
+            .transpose()
+            .map_err(|e| self.malformed(format!("field `choices`: {e}")))
+    }
+
+    /// The status, the attempt and the rule a token must follow.
+    pub(super) fn into_rule(self) -> Result<(Status, u32, AnswerRule), StoreError> {
+        let validation = self
+            .optional("validation")
+            .map(Validation::parse)
+            .transpose()
+            .map_err(|e| self.malformed(format!("field `validation`: {e}")))?;
+        let rule = AnswerRule {
+            kind: self.kind()?,
+            choices: self.choices()?,
+            validation,
+            validation_message: self.optional("validation_message"),
+        };
+        Ok((self.status()?, self.attempt()?, rule))
+    }
+
     pub(super) fn into_access(self) -> Result<Access, StoreError> {
         let customer = CustomerId::parse(self.text("customer")?)
             .map_err(|e| self.malformed(format!("field `customer`: {e}")))?;
-        let kind = self.text("kind")?;
-        let kind =
-            Kind::parse(kind).ok_or_else(|| self.malformed(format!("unknown kind `{kind}`")))?;
         Ok(Access {
             access: self.access.clone(),
             customer,
             fin_entity_name: self.text("fin_entity_name")?.to_owned(),
             question: self.text("question")?.to_owned(),
-            kind,
+            kind: self.kind()?,
             status: self.status()?,
             attempt: self.attempt()?,
             started_at: self.millis("started_at")?,
             updated_at: self.millis("updated_at")?,
             expires_at: self.millis("expires_at")?,
-            reason: self.map.get("reason").cloned(),
+            reason: self.optional("reason"),
+            instructions: self.optional("instructions"),
+            choices: self.choices()?,
+            validation: self.optional("validation"),
+            validation_message: self.optional("validation_message"),
+            has_image: self.map.contains_key("has_image") || self.map.contains_key("image"),
+            image: self.optional("image"),
         })
     }
 }

@@ -42,6 +42,8 @@ pub struct AccessKeys {
     pub hash: String,
     /// `2fa:access:{<access>}:wake`, the LIST a raw-Redis scraper BLPOPs.
     pub wake: String,
+    /// `2fa:access:{<access>}:events`, the STREAM of its audit trail.
+    pub events: String,
     /// `2fa:access:{<access>}:changed`, the channel that gets every new status.
     pub changed: String,
 }
@@ -60,6 +62,7 @@ impl Keys {
         let hash = format!("{}:access:{{{}}}", self.prefix.as_str(), access.as_str());
         AccessKeys {
             wake: format!("{hash}:wake"),
+            events: format!("{hash}:events"),
             changed: format!("{hash}:changed"),
             hash,
         }
@@ -98,6 +101,7 @@ mod tests {
         let names = keys.access(&access);
         assert_eq!(names.hash, "2fa:access:{001}");
         assert_eq!(names.wake, "2fa:access:{001}:wake");
+        assert_eq!(names.events, "2fa:access:{001}:events");
         assert_eq!(names.changed, "2fa:access:{001}:changed");
         let customer = CustomerId::parse("c1").expect("valid id");
         assert_eq!(keys.pending(&customer), "2fa:customer:{c1}:pending");

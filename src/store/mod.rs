@@ -31,8 +31,11 @@ use futures_util::future::join_all;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
+use redis::streams::StreamRangeReply;
+
 use crate::model::{
-    Access, AccessId, CustomerId, NewChallenge, Outcome, Reason, Status, Token, UnixMillis,
+    Access, AccessId, Actor, CustomerId, Event, ImageUri, Instructions, NewChallenge, Outcome,
+    Reason, Status, Token, UnixMillis, Validation,
 };
 use hash::Fields;
 pub use keys::{Keys, Prefix};
@@ -42,9 +45,19 @@ use scripts::SCRIPTS;
 /// handful; the bound keeps a runaway scraper from making one call huge.
 pub const LIST_LIMIT: isize = 200;
 
-/// How many times a post overtaken by another post of the same access
-/// starts over before it gives up with a 503.
+/// How many times a step overtaken by another step on the same access (a
+/// newer post) starts over before it gives up with a 503.
 const POST_ATTEMPTS: usize = 3;
+
+/// The hash fields a token is checked against.
+const RULE_FIELDS: [&str; 6] = [
+    "status",
+    "attempt",
+    "kind",
+    "choices",
+    "validation",
+    "validation_message",
+];
 
 /// How long the sweep leaves an entry whose post may still be writing before
 /// it looks again.
@@ -62,8 +75,12 @@ pub enum StoreError {
     Refused(Box<Access>),
     #[error("access {} has moved on to attempt {}", .0.access, .0.attempt)]
     AttemptMismatch(Box<Access>),
-    #[error("other posts of access {0} kept overtaking this one; try again")]
+    #[error("other steps on access {0} kept overtaking this one; try again")]
     Contended(AccessId),
+    /// The token breaks the challenge's rule; the message says how, and
+    /// never quotes the token.
+    #[error("{0}")]
+    InvalidAnswer(String),
     #[error("Redis did not answer within {0:?}")]
     Timeout(Duration),
     #[error("Redis: {0}")]
@@ -240,16 +257,51 @@ impl Store {
                 .invoke_async::<()>(&mut conn),
         )
         .await?;
-        let args = [
+        let choices = challenge
+            .rule()
+            .choices
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Malformed {
+                access: access.to_string(),
+                problem: format!("choices do not serialise: {e}"),
+            })?;
+        let (started_at, expires_at) = (started_at.to_string(), expires_at.to_string());
+        let retention = millis(self.options.retention).to_string();
+        let grace = millis(self.options.in_flight_grace()).to_string();
+        let mut args = vec![
             challenge.customer.as_str(),
             challenge.fin_entity_name.as_str(),
             challenge.question.as_str(),
-            challenge.kind.as_str(),
-            &started_at.to_string(),
-            &expires_at.to_string(),
-            &millis(self.options.retention).to_string(),
-            &millis(self.options.in_flight_grace()).to_string(),
+            challenge.kind().as_str(),
+            &started_at,
+            &expires_at,
+            &retention,
+            &grace,
         ];
+        // The optional extras, as hash field and value pairs.
+        let extras = [
+            ("choices", choices.as_deref()),
+            ("image", challenge.image().map(ImageUri::as_str)),
+            (
+                "validation",
+                challenge.rule().validation.as_ref().map(Validation::as_str),
+            ),
+            (
+                "validation_message",
+                challenge.rule().validation_message.as_deref(),
+            ),
+            (
+                "instructions",
+                challenge.instructions.as_ref().map(Instructions::as_str),
+            ),
+        ];
+        for (field, value) in extras {
+            if let Some(value) = value {
+                args.extend([field, value]);
+            }
+        }
         self.step(&SCRIPTS.post_challenge, access, &args).await
     }
 
@@ -310,6 +362,11 @@ impl Store {
 
     /// Stores the customer's token: a waiting challenge becomes
     /// `token_received`. With `attempt`, only that attempt may be answered.
+    ///
+    /// The token is first checked against the challenge's rule (its kind,
+    /// choices and validation), so a wrong one is refused before it burns
+    /// one of the bank's attempts, and the challenge keeps waiting. The store
+    /// step then makes sure the rule checked is still the current attempt's.
     pub async fn submit_token(
         &self,
         access: &AccessId,
@@ -317,9 +374,38 @@ impl Store {
         attempt: Option<u32>,
     ) -> Result<Access, StoreError> {
         let attempt = attempt.map(|a| a.to_string()).unwrap_or_default();
-        let args = [token.expose(), attempt.as_str()];
-        let step = self.step(&SCRIPTS.submit_token, access, &args).await?;
-        step.into_result(access)
+        for _ in 0..POST_ATTEMPTS {
+            let hash = self.keys().access(access).hash;
+            let mut conn = self.conn.clone();
+            let fields: Vec<Option<String>> = self
+                .bounded(
+                    redis::cmd("HMGET")
+                        .arg(&hash)
+                        .arg(&RULE_FIELDS)
+                        .query_async(&mut conn),
+                )
+                .await?;
+            let pairs = RULE_FIELDS
+                .iter()
+                .zip(fields)
+                .filter_map(|(field, value)| Some([field.to_string(), value?]));
+            let fields = Fields::from_pairs(access, pairs.flatten());
+            if fields.is_empty() {
+                return Err(StoreError::NotFound(access.clone()));
+            }
+            let (status, checked, rule) = fields.into_rule()?;
+            if status.is_waiting() {
+                rule.check(token)
+                    .map_err(|e| StoreError::InvalidAnswer(e.to_string()))?;
+            }
+            let checked = checked.to_string();
+            let args = [token.expose(), attempt.as_str(), checked.as_str()];
+            let step = self.step(&SCRIPTS.submit_token, access, &args).await?;
+            if step.outcome != "rule_changed" {
+                return step.into_result(access);
+            }
+        }
+        Err(StoreError::Contended(access.clone()))
     }
 
     /// The scraper's verdict on the token: `ok` or `rejected`.
@@ -335,22 +421,46 @@ impl Store {
     }
 
     /// Ends a challenge that is not final yet.
-    pub async fn cancel(&self, access: &AccessId) -> Result<Access, StoreError> {
-        let step = self.step(&SCRIPTS.cancel, access, &[]).await?;
+    pub async fn cancel(&self, access: &AccessId, by: Actor) -> Result<Access, StoreError> {
+        let step = self.step(&SCRIPTS.cancel, access, &[by.as_str()]).await?;
         step.into_result(access)
     }
 
-    /// The access as it is, without its token; `None` when it has no
-    /// challenge. A challenge found past its deadline is expired first.
+    /// The access as it is, with its image but without its token; `None`
+    /// when it has no challenge. A challenge found past its deadline is
+    /// expired first.
     pub async fn access(&self, access: &AccessId) -> Result<Option<Access>, StoreError> {
-        let step = self.step(&SCRIPTS.read, access, &["0"]).await?;
+        let step = self.step(&SCRIPTS.read, access, &["image"]).await?;
         Ok(step.access)
+    }
+
+    /// The access's audit trail, oldest first; `None` when the access has
+    /// neither a challenge nor a trail.
+    pub async fn events(&self, access: &AccessId) -> Result<Option<Vec<Event>>, StoreError> {
+        let names = self.keys().access(access);
+        let mut conn = self.conn.clone();
+        let (exists, trail): (bool, StreamRangeReply) = self
+            .bounded(
+                redis::pipe()
+                    .exists(&names.hash)
+                    .xrange_all(&names.events)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        if !exists && trail.ids.is_empty() {
+            return Ok(None);
+        }
+        let events = trail
+            .ids
+            .iter()
+            .map(|entry| event_from_entry(access, entry));
+        events.collect::<Result<Vec<_>, _>>().map(Some)
     }
 
     /// The status, attempt, deadline and token, read in one step for a
     /// waiter. A challenge found past its deadline is expired first.
     pub async fn token_view(&self, access: &AccessId) -> Result<Option<TokenView>, StoreError> {
-        let step = self.step(&SCRIPTS.read, access, &["1"]).await?;
+        let step = self.step(&SCRIPTS.read, access, &["token"]).await?;
         let Some(found) = step.access else {
             return Ok(None);
         };
@@ -500,7 +610,10 @@ impl Store {
     ) -> Result<Step, StoreError> {
         let names = self.keys().access(access);
         let mut invocation = script.key(&names.hash);
-        invocation.key(&names.wake).arg(&names.changed);
+        invocation
+            .key(&names.wake)
+            .key(&names.events)
+            .arg(&names.changed);
         for arg in args {
             invocation.arg(*arg);
         }
@@ -591,6 +704,38 @@ impl Step {
             }),
         }
     }
+}
+
+/// An audit trail entry, read back; operators can edit streams too, so a
+/// missing or unparsable field is an error naming it.
+fn event_from_entry(
+    access: &AccessId,
+    entry: &redis::streams::StreamId,
+) -> Result<Event, StoreError> {
+    let malformed = |problem: &str| StoreError::Malformed {
+        access: access.to_string(),
+        problem: format!("event {}: {problem}", entry.id),
+    };
+    let text = |field: &str| -> Result<String, StoreError> {
+        entry
+            .get(field)
+            .ok_or_else(|| malformed(&format!("no `{field}`")))
+    };
+    let by = text("by")?;
+    Ok(Event {
+        id: entry.id.clone(),
+        kind: text("type")?,
+        attempt: text("attempt")?
+            .parse()
+            .map_err(|_| malformed("`attempt` is not a number"))?,
+        at: UnixMillis(
+            text("at")?
+                .parse()
+                .map_err(|_| malformed("`at` is not a number"))?,
+        ),
+        by: Actor::parse(&by).ok_or_else(|| malformed("unknown `by`"))?,
+        reason: entry.get("reason"),
+    })
 }
 
 /// The expiring index's member for one posted challenge.

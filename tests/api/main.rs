@@ -3,11 +3,13 @@
 
 mod support;
 
+mod audit;
 mod bad_input;
 mod concurrency;
 mod deploy;
 mod expiry;
 mod indexes;
+mod kinds;
 mod lifecycle;
 mod resilience;
 mod secrets;

@@ -258,6 +258,16 @@ impl TestApp {
                         conn.zrange_withscores(&key, 0, -1).await.expect("ZRANGE");
                     format!("{items:?}")
                 }
+                "stream" => {
+                    let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+                        .arg(&key)
+                        .arg("-")
+                        .arg("+")
+                        .query_async(&mut conn)
+                        .await
+                        .expect("XRANGE");
+                    format!("{entries:?}")
+                }
                 other => format!("unexpected type {other}"),
             };
             let ttl: i64 = conn.pttl(&key).await.expect("PTTL");

@@ -1,5 +1,6 @@
 -- The scraper or the front end gives up: any status that is not final
 -- becomes cancelled, and the token, if any, is deleted.
+-- ARGV[2]: who cancels, 'scraper' or 'frontend'
 local now = now_ms()
 local status, expired = current_status(now)
 if not status then
@@ -8,5 +9,5 @@ end
 if not (WAITING[status] or status == 'token_received') then
   return reply('refused', expired, KEYS[1])
 end
-move('cancelled', now)
+move('cancelled', now, ARGV[2])
 return reply('done', WAITING[status] ~= nil, KEYS[1])

@@ -1,10 +1,13 @@
 -- A new challenge: attempt n+1 in status `need`, whatever came before. The
 -- indexes already point here (the gateway adds to them first), so a crash
--- leaves a stale index entry, never a missing one.
+-- leaves a stale index entry, never a missing one. The audit trail goes on
+-- across attempts.
 -- ARGV[2]: customer   ARGV[3]: fin_entity_name   ARGV[4]: question
 -- ARGV[5]: kind       ARGV[6]: started_at (ms)   ARGV[7]: expires_at (ms)
 -- ARGV[8]: retention after expiry (ms)
 -- ARGV[9]: how long a post may take from its first index write to here (ms)
+-- ARGV[10], ARGV[11], ...: optional field, value pairs (choices, image,
+--          validation, validation_message, instructions)
 -- Replies 'superseded' with the hash, writing nothing, when a newer post
 -- already wrote the hash, or when this post is so late that readers may
 -- have dropped its index entries as stale: the gateway then posts again with
@@ -27,6 +30,10 @@ redis.call('HSET', KEYS[1],
   'started_at', ARGV[6],
   'updated_at', ARGV[6],
   'expires_at', ARGV[7])
+for i = 10, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
 redis.call('PEXPIREAT', KEYS[1], tonumber(ARGV[7]) + tonumber(ARGV[8]))
+record('challenge', ARGV[6], 'scraper')
 redis.call('PUBLISH', ARGV[1], 'need')
 return reply('done', false, KEYS[1])

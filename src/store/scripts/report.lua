@@ -1,16 +1,15 @@
--- The scraper used the token at the bank: token_received becomes ok or
--- rejected, and the token is deleted.
+-- The scraper's verdict: token_received becomes ok or rejected, and the
+-- token is deleted. A decoupled challenge, which takes no token, goes there
+-- straight from waiting.
 -- ARGV[2]: 'ok' or 'rejected'   ARGV[3]: reason, or '' for none
 local now = now_ms()
 local status, expired = current_status(now)
 if not status then
   return { 'not_found', '0' }
 end
-if status ~= 'token_received' then
+local decoupled = redis.call('HGET', KEYS[1], 'kind') == 'decoupled'
+if not (status == 'token_received' or (decoupled and WAITING[status])) then
   return reply('refused', expired, KEYS[1])
 end
-if ARGV[3] ~= '' then
-  redis.call('HSET', KEYS[1], 'reason', ARGV[3])
-end
-move(ARGV[2], now)
-return reply('done', false, KEYS[1])
+move(ARGV[2], now, 'scraper', ARGV[3])
+return reply('done', WAITING[status] ~= nil, KEYS[1])

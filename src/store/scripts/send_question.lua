@@ -12,7 +12,7 @@ local now = now_ms()
 local status, expired = current_status(now)
 if WAITING[status] and redis.call('HGET', KEYS[1], 'customer') == ARGV[2] then
   if status == 'need' then
-    move('question_sent', now)
+    move('question_sent', now, 'frontend')
   end
   return reply('done', false, KEYS[1])
 end

@@ -1,13 +1,8 @@
-//! The domain: validated ids and texts, the lifecycle's statuses, and the
-//! access object that every route returns.
-//!
-//! Values are checked once, when they are parsed at the edge (a path segment,
-//! a JSON body). After that the type is the proof: the store and the Lua
-//! scripts never re-check an id, and no unchecked string can reach a Redis
-//! key name.
+//! Validated ids and texts: what a request may put into a Redis key name or
+//! in front of a customer.
 
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -99,7 +94,12 @@ fn is_unprintable(c: char) -> bool {
 
 /// Checks free text shown to a person: 1 to `max` characters, printable, with
 /// line breaks and tabs allowed only where `multiline` says so.
-fn check_text(what: &str, value: &str, max: usize, multiline: bool) -> Result<(), Invalid> {
+pub(super) fn check_text(
+    what: &str,
+    value: &str,
+    max: usize,
+    multiline: bool,
+) -> Result<(), Invalid> {
     let len = value.chars().count();
     if len == 0 || len > max {
         return Err(Invalid(format!("{what} must be 1 to {max} characters")));
@@ -118,6 +118,7 @@ fn check_text(what: &str, value: &str, max: usize, multiline: bool) -> Result<()
     Ok(())
 }
 
+/// A free text with its length and character rules, checked when parsed.
 macro_rules! text_type {
     ($(#[$doc:meta])* $name:ident, $what:literal, $max:literal, $multiline:literal) => {
         $(#[$doc])*
@@ -165,6 +166,35 @@ text_type!(
     "reason",
     512,
     true
+);
+
+text_type!(
+    /// What the customer is told beside the question (`instructions`).
+    Instructions,
+    "instructions",
+    1024,
+    true
+);
+text_type!(
+    /// What the customer is told when a token breaks the rule.
+    ValidationMessage,
+    "validationMessage",
+    256,
+    false
+);
+text_type!(
+    /// The answer a choice stands for.
+    ChoiceValue,
+    "a choice's value",
+    128,
+    false
+);
+text_type!(
+    /// What the customer sees for a choice.
+    ChoiceLabel,
+    "a choice's label",
+    256,
+    false
 );
 
 /// The one-time code the customer typed.
@@ -282,152 +312,6 @@ impl<'de> Deserialize<'de> for ExpiresIn {
     }
 }
 
-/// Where an access is in its lifecycle. The strings are the public contract:
-/// they are stored in the hash, pushed on the wake list and published.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Need,
-    QuestionSent,
-    TokenReceived,
-    Ok,
-    Rejected,
-    Expired,
-    Cancelled,
-}
-
-impl Status {
-    pub const ALL: [Status; 7] = [
-        Status::Need,
-        Status::QuestionSent,
-        Status::TokenReceived,
-        Status::Ok,
-        Status::Rejected,
-        Status::Expired,
-        Status::Cancelled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Need => "need",
-            Status::QuestionSent => "question_sent",
-            Status::TokenReceived => "token_received",
-            Status::Ok => "ok",
-            Status::Rejected => "rejected",
-            Status::Expired => "expired",
-            Status::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Status> {
-        Status::ALL.into_iter().find(|s| s.as_str() == value)
-    }
-
-    /// Waiting for the customer: listed to the front end, open to a token.
-    pub fn is_waiting(self) -> bool {
-        matches!(self, Status::Need | Status::QuestionSent)
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What the scraper reports after using the token at the bank.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Ok,
-    Rejected,
-}
-
-impl Outcome {
-    pub fn status(self) -> Status {
-        match self {
-            Outcome::Ok => Status::Ok,
-            Outcome::Rejected => Status::Rejected,
-        }
-    }
-}
-
-/// What kind of answer the challenge expects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// A one-time code.
-    Code,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Code => "code",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Kind> {
-        (value == "code").then_some(Kind::Code)
-    }
-}
-
-/// A moment as Unix milliseconds, the way the hash stores it; serialised as
-/// an RFC 3339 UTC string with milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct UnixMillis(pub u64);
-
-impl UnixMillis {
-    pub fn to_system_time(self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(self.0)
-    }
-}
-
-impl fmt::Display for UnixMillis {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}",
-            humantime::format_rfc3339_millis(self.to_system_time())
-        )
-    }
-}
-
-impl Serialize for UnixMillis {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-/// A new challenge, as the scraper posts it.
-#[derive(Debug, Clone)]
-pub struct NewChallenge {
-    pub customer: CustomerId,
-    pub fin_entity_name: BankName,
-    pub question: Question,
-    pub kind: Kind,
-    pub expires_in: ExpiresIn,
-}
-
-/// One access's current challenge: the hash, minus the token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Access {
-    pub access: AccessId,
-    pub customer: CustomerId,
-    pub fin_entity_name: String,
-    #[serde(rename = "doubleAuthQuestion")]
-    pub question: String,
-    pub kind: Kind,
-    pub status: Status,
-    pub attempt: u32,
-    pub started_at: UnixMillis,
-    pub updated_at: UnixMillis,
-    pub expires_at: UnixMillis,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,21 +359,5 @@ mod tests {
         assert!(Question::parse("Code sent to\n+33 6…").is_ok());
         assert!(BankName::parse("Real\nBank").is_err());
         assert!(Question::parse("x".repeat(1025)).is_err());
-    }
-
-    #[test]
-    fn times_serialise_as_rfc3339_with_milliseconds() {
-        assert_eq!(
-            UnixMillis(1_764_089_305_007).to_string(),
-            "2025-11-25T16:48:25.007Z"
-        );
-    }
-
-    #[test]
-    fn statuses_round_trip_through_their_strings() {
-        for status in Status::ALL {
-            assert_eq!(Status::parse(status.as_str()), Some(status));
-        }
-        assert_eq!(Status::parse("done"), None);
     }
 }
