@@ -48,6 +48,7 @@ impl Application {
             keys: Keys::new(config.prefix.clone()),
             retention: Duration::from_secs(config.retention),
             timeout: config.redis_timeout(),
+            feed_retention: Duration::from_secs(config.feed_retention),
         };
         let store = Store::connect(client.clone(), options)
             .await
@@ -79,6 +80,7 @@ impl Application {
             limits: Limits {
                 default_expires_in,
                 max_wait: Duration::from_secs(config.max_wait),
+                feed_heartbeat: Duration::from_millis(config.feed_heartbeat_ms),
             },
             shutdown,
         };

@@ -43,6 +43,17 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=30 * 86_400))]
     pub retention: u64,
 
+    /// Seconds a customer's live feed keeps its events, for front ends that
+    /// reconnect with Last-Event-ID.
+    #[arg(long, env = "TWOFA_FEED_RETENTION", default_value_t = 3_600,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub feed_retention: u64,
+
+    /// Milliseconds between two heartbeat comments on an idle live feed.
+    #[arg(long, env = "TWOFA_FEED_HEARTBEAT_MS", default_value_t = 15_000,
+          value_parser = clap::value_parser!(u64).range(10..=15_000))]
+    pub feed_heartbeat_ms: u64,
+
     /// Milliseconds between two looks for challenges past their deadline.
     #[arg(long, env = "TWOFA_SWEEP_INTERVAL_MS", default_value_t = 250,
           value_parser = clap::value_parser!(u64).range(10..=10_000))]

@@ -14,6 +14,8 @@
 //! - [`wait`]: the shared pub/sub subscriber and the in-process fan-out that
 //!   wakes long polls. A message is only a hint; the waiter re-reads the
 //!   store.
+//! - [`feed`]: a customer's live feed as one front end follows it, woken by
+//!   the same subscriber, reading the feed stream from its own position.
 //! - [`app`]: startup and the expiry sweeper; [`config`] and [`cli`]: the
 //!   command line; [`redis_server`]: a private redis-server for tests and
 //!   first runs.
@@ -21,6 +23,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod feed;
 pub mod http;
 pub mod model;
 pub mod redis_server;

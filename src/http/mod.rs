@@ -5,6 +5,7 @@ mod accesses;
 mod challenges;
 pub mod error;
 mod extract;
+mod feeds;
 mod health;
 mod tokens;
 
@@ -33,6 +34,8 @@ pub struct Limits {
     pub default_expires_in: ExpiresIn,
     /// The longest `timeout` a long poll may ask for.
     pub max_wait: Duration,
+    /// How often an idle live feed gets a heartbeat comment.
+    pub feed_heartbeat: Duration,
 }
 
 #[derive(Clone)]
@@ -57,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/accesses/{access}/events", get(accesses::events))
         .route("/v1/accesses/{access}", get(accesses::get))
         .route("/v1/customers/{customer}/challenges", get(challenges::list))
+        .route("/v1/customers/{customer}/events", get(feeds::events))
         .route("/v1/tokens", post(tokens::submit))
         .route("/healthz", get(health::alive))
         .route("/readyz", get(health::ready))

@@ -83,6 +83,26 @@ impl Keys {
         )
     }
 
+    /// `2fa:customer:{<customer>}:events`, the STREAM behind the customer's
+    /// live feed.
+    pub fn feed(&self, customer: &CustomerId) -> String {
+        format!(
+            "{}:customer:{{{}}}:events",
+            self.prefix.as_str(),
+            customer.as_str()
+        )
+    }
+
+    /// `2fa:customer:{<customer>}:changed`, the channel that gets the id of
+    /// each new feed entry: the hint that wakes feed readers.
+    pub fn feed_channel(&self, customer: &CustomerId) -> String {
+        format!(
+            "{}:customer:{{{}}}:changed",
+            self.prefix.as_str(),
+            customer.as_str()
+        )
+    }
+
     /// `2fa:expiring`, a ZSET index of waiting accesses scored by
     /// `expires_at`, that the sweeper reads to expire challenges on time.
     pub fn expiring(&self) -> String {
@@ -105,6 +125,8 @@ mod tests {
         assert_eq!(names.changed, "2fa:access:{001}:changed");
         let customer = CustomerId::parse("c1").expect("valid id");
         assert_eq!(keys.pending(&customer), "2fa:customer:{c1}:pending");
+        assert_eq!(keys.feed(&customer), "2fa:customer:{c1}:events");
+        assert_eq!(keys.feed_channel(&customer), "2fa:customer:{c1}:changed");
         assert_eq!(keys.expiring(), "2fa:expiring");
     }
 

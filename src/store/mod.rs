@@ -20,6 +20,7 @@
 //! allow it, writes nothing and starts over: an access's `started_at` only
 //! ever grows, and an entry older than its hash's is stale for sure.
 
+mod feed;
 mod hash;
 pub mod keys;
 mod scripts;
@@ -37,6 +38,7 @@ use crate::model::{
     Access, AccessId, Actor, CustomerId, Event, ImageUri, Instructions, NewChallenge, Outcome,
     Reason, Status, Token, UnixMillis, Validation,
 };
+pub use feed::{FeedEntry, FeedEvent, FeedRead};
 use hash::Fields;
 pub use keys::{Keys, Prefix};
 use scripts::SCRIPTS;
@@ -126,6 +128,9 @@ pub struct StoreOptions {
     /// The longest any single Redis call may take before the caller gets an
     /// error (and a 503), rather than a stalled request.
     pub timeout: Duration,
+    /// How long a customer's live feed keeps its entries, for clients that
+    /// reconnect with `Last-Event-ID`.
+    pub feed_retention: Duration,
 }
 
 impl StoreOptions {
@@ -328,7 +333,7 @@ impl Store {
                     self.index_remove(index, member, score).await;
                     return Ok(None);
                 };
-                let args = [customer.as_str(), score.as_str(), grace.as_str()];
+                let args = [customer.as_str(), score.as_str(), grace.as_str(), ""];
                 let step = self.step(&SCRIPTS.send_question, &access, &args).await?;
                 match step.outcome.as_str() {
                     "done" => Ok(step.access),
@@ -627,6 +632,7 @@ impl Store {
         }
         let mut fields = Fields::from_pairs(access, reply.split_off(2));
         let token = fields.take("token");
+        let moves = fields.take("moves");
         let step = Step {
             left_waiting: reply[1] == "1",
             outcome: std::mem::take(&mut reply[0]),
@@ -639,6 +645,9 @@ impl Store {
         };
         if let (true, Some(left)) = (step.left_waiting, &step.access) {
             self.forget_waiting(left).await;
+        }
+        if let (Some(moves), Some(moved)) = (moves, &step.access) {
+            self.feed_append(moved, &moves).await;
         }
         Ok(step)
     }

@@ -27,10 +27,12 @@ pub(super) struct Scripts {
     pub expiring_add: Script,
     pub expiring_postpone: Script,
     pub due: Script,
+    pub feed_add: Script,
+    pub feed_since: Script,
 }
 
 impl Scripts {
-    pub fn all(&self) -> [&Script; 12] {
+    pub fn all(&self) -> [&Script; 14] {
         [
             &self.post_challenge,
             &self.send_question,
@@ -44,6 +46,8 @@ impl Scripts {
             &self.expiring_add,
             &self.expiring_postpone,
             &self.due,
+            &self.feed_add,
+            &self.feed_since,
         ]
     }
 }
@@ -61,4 +65,6 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     expiring_add: script!("expiring_add"),
     expiring_postpone: script!("expiring_postpone"),
     due: script!("clock", "due"),
+    feed_add: script!("clock", "feed_add"),
+    feed_since: script!("clock", "feed_since"),
 });

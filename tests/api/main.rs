@@ -8,6 +8,7 @@ mod bad_input;
 mod concurrency;
 mod deploy;
 mod expiry;
+mod feed;
 mod indexes;
 mod kinds;
 mod lifecycle;

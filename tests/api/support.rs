@@ -212,6 +212,24 @@ impl TestApp {
         reply.body.as_array().cloned().expect("a JSON array")
     }
 
+    /// Opens the customer's live feed, as TesBack's front end would.
+    pub async fn open_feed(&self, customer: &str, last_event_id: Option<&str>) -> FeedClient {
+        let mut request = self
+            .http
+            .get(format!("{}/v1/customers/{customer}/events", self.base))
+            .timeout(Duration::from_secs(600));
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = request.send().await.expect("feed opened");
+        FeedClient {
+            status: response.status(),
+            response,
+            buffer: String::new(),
+            heartbeats: 0,
+        }
+    }
+
     pub async fn submit(&self, access: &str, token: &str) -> Reply {
         let body = json!({ "access": access, "token": token });
         self.send(Method::POST, "/v1/tokens", Some(body)).await
@@ -354,6 +372,91 @@ impl TestApp {
             .await
             .expect("blocking connection")
     }
+}
+
+/// One Server-Sent Event, as a front end's EventSource sees it.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub event: String,
+    pub id: String,
+    pub data: Value,
+    pub retry: Option<String>,
+}
+
+/// A live feed held open, read event by event.
+pub struct FeedClient {
+    pub status: StatusCode,
+    response: reqwest::Response,
+    buffer: String,
+    /// How many heartbeat comments have come so far.
+    pub heartbeats: usize,
+}
+
+impl FeedClient {
+    /// The next event with data or a retry hint, skipping heartbeats;
+    /// `None` once the gateway closed the feed.
+    pub async fn next_event(&mut self) -> Option<SseEvent> {
+        loop {
+            match self.next_block().await? {
+                Some(event) => return Some(event),
+                None => self.heartbeats += 1,
+            }
+        }
+    }
+
+    /// The next heartbeat comment; false if the feed closed first.
+    pub async fn next_heartbeat(&mut self) -> bool {
+        match self.next_block().await {
+            Some(Some(event)) => panic!("an event on an idle feed: {event:?}"),
+            Some(None) => true,
+            None => false,
+        }
+    }
+
+    /// The next block: `Some(None)` for a heartbeat, `None` at the end.
+    async fn next_block(&mut self) -> Option<Option<SseEvent>> {
+        let read = async {
+            loop {
+                if let Some(end) = self.buffer.find("\n\n") {
+                    let block: String = self.buffer.drain(..end + 2).collect();
+                    return Some(parse_sse(&block));
+                }
+                let chunk = self.response.chunk().await.expect("feed readable")?;
+                self.buffer
+                    .push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+            }
+        };
+        tokio::time::timeout(PATIENCE, read)
+            .await
+            .expect("a feed event in time")
+    }
+}
+
+/// One SSE block; `None` for a comment alone (a heartbeat).
+fn parse_sse(block: &str) -> Option<SseEvent> {
+    let mut event = SseEvent {
+        event: String::new(),
+        id: String::new(),
+        data: Value::Null,
+        retry: None,
+    };
+    let mut data = String::new();
+    for line in block.lines() {
+        match line.split_once(':') {
+            Some(("event", value)) => event.event = value.trim().to_owned(),
+            Some(("id", value)) => event.id = value.trim().to_owned(),
+            Some(("data", value)) => data.push_str(value.trim()),
+            Some(("retry", value)) => event.retry = Some(value.trim().to_owned()),
+            _ => {}
+        }
+    }
+    if data.is_empty() && event.retry.is_none() {
+        return None;
+    }
+    if !data.is_empty() {
+        event.data = serde_json::from_str(&data).expect("JSON data");
+    }
+    Some(event)
 }
 
 /// The real `twofa-bridge` binary, serving on a free port, with its log

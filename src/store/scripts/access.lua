@@ -5,15 +5,24 @@
 --   ARGV[1]: its channel       2fa:access:{<access>}:changed
 -- and replies { outcome, left_waiting ('1' or '0'), field, value, ... }: the
 -- hash as it is after the step, never with its token, and with the image
--- replaced by has_image = '1' (only GET sends the image).
+-- replaced by has_image = '1' (only GET sends the image). When the step
+-- recorded events, `moves` lists their types, so the gateway can pass them
+-- on to the customer's live feed.
 
 local WAITING = { need = true, question_sent = true }
+
+-- The types of the events this step recorded, in order.
+local MOVES = {}
 
 -- How many events an access's audit trail keeps.
 local TRAIL_LENGTH = 100
 
 local function reply(outcome, left_waiting, hash)
   local out = { outcome, left_waiting and '1' or '0' }
+  if #MOVES > 0 then
+    out[#out + 1] = 'moves'
+    out[#out + 1] = table.concat(MOVES, ',')
+  end
   local fields = redis.call('HGETALL', hash)
   for i = 1, #fields, 2 do
     if fields[i] == 'image' then
@@ -38,6 +47,7 @@ end
 -- Appends to the audit trail. It records who did what and when, never a
 -- token.
 local function record(kind, now, by, reason)
+  MOVES[#MOVES + 1] = kind
   local attempt = redis.call('HGET', KEYS[1], 'attempt')
   if reason and reason ~= '' then
     redis.call('XADD', KEYS[3], 'MAXLEN', TRAIL_LENGTH, '*',

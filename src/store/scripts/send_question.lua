@@ -3,6 +3,8 @@
 -- ARGV[3]: the entry's score in the customer's pending index (ms)
 -- ARGV[4]: how long a post may take between its index write and its hash
 --          write (ms)
+-- ARGV[5]: the attempt to show, or '' for the current one: the live feed
+--          shows an attempt only for its own `challenge` event
 -- Replies 'done' when listed. Otherwise the entry is not waiting for this
 -- customer, and the reply says whether the caller may drop it: 'stale'
 -- when the hash holds this entry's attempt or a later one, or when the
@@ -10,7 +12,8 @@
 -- may be between its index write and its hash write.
 local now = now_ms()
 local status, expired = current_status(now)
-if WAITING[status] and redis.call('HGET', KEYS[1], 'customer') == ARGV[2] then
+local this_attempt = ARGV[5] == '' or redis.call('HGET', KEYS[1], 'attempt') == ARGV[5]
+if WAITING[status] and redis.call('HGET', KEYS[1], 'customer') == ARGV[2] and this_attempt then
   if status == 'need' then
     move('question_sent', now, 'frontend')
   end

@@ -1,0 +1,158 @@
+//! A customer's live feed, as one front end follows it.
+//!
+//! A feed subscribes to the customer's feed channel through the shared
+//! subscriber (a hint, as for waiters), then reads the feed stream from its
+//! own position with plain non-blocking reads on the shared connection. So a
+//! thousand open feeds cost no Redis connection of their own, and no timer
+//! re-reads anything: a feed reads when a hint comes.
+//!
+//! A feed that starts without a position, or whose position is gone from
+//! the stream, starts over: it sends what is waiting now, marked with the
+//! stream's head, then follows the stream from there.
+
+use std::collections::VecDeque;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::model::{Access, AccessId, CustomerId, Status, UnixMillis};
+use crate::store::{FeedEvent, FeedRead, Store, StoreError};
+use crate::wait::{Subscription, WaitError, Waiters};
+
+/// How many stream entries one read takes.
+const READ_BATCH: usize = 100;
+
+/// What a front end is told.
+#[derive(Debug)]
+pub enum FeedItem {
+    /// A challenge waits for the customer: the list item, as now shown.
+    Challenge { id: String, access: Box<Access> },
+    /// One of the customer's accesses changed status.
+    Status {
+        id: String,
+        access: AccessId,
+        status: Status,
+        attempt: u32,
+        at: UnixMillis,
+    },
+}
+
+pub struct Feed {
+    store: Store,
+    customer: CustomerId,
+    /// The last stream id this feed has handed out, or `0-0`.
+    position: String,
+    queue: VecDeque<FeedItem>,
+    subscription: Subscription,
+    shutdown: CancellationToken,
+}
+
+impl Feed {
+    /// Opens a feed after `last_event_id`, or from what is waiting now.
+    pub async fn open(
+        store: Store,
+        waiters: &Waiters,
+        customer: CustomerId,
+        last_event_id: Option<String>,
+        shutdown: CancellationToken,
+    ) -> Result<Feed, WaitError> {
+        // Subscribe before reading, or an entry landing in between is missed.
+        let subscription = waiters
+            .subscribe(store.keys().feed_channel(&customer))
+            .await?;
+        let mut feed = Feed {
+            store,
+            customer,
+            position: last_event_id.clone().unwrap_or_else(|| "0-0".to_owned()),
+            queue: VecDeque::new(),
+            subscription,
+            shutdown,
+        };
+        if last_event_id.is_some() {
+            feed.catch_up().await?;
+        } else {
+            let head = feed.head().await?;
+            feed.start_over(head).await?;
+        }
+        Ok(feed)
+    }
+
+    /// The next item, waiting for one if need be; `None` once the gateway
+    /// shuts down.
+    pub async fn next(&mut self) -> Result<Option<FeedItem>, StoreError> {
+        loop {
+            if let Some(item) = self.queue.pop_front() {
+                return Ok(Some(item));
+            }
+            if self.catch_up().await? {
+                continue;
+            }
+            tokio::select! {
+                () = self.subscription.changed() => {}
+                () = self.shutdown.cancelled() => return Ok(None),
+            }
+        }
+    }
+
+    async fn head(&self) -> Result<String, StoreError> {
+        match self.store.feed_since(&self.customer, "0-0", 0).await? {
+            FeedRead::Entries { head, .. } | FeedRead::Gap { head } => Ok(head),
+        }
+    }
+
+    /// Queues what is waiting now, marked with `head`, and follows the
+    /// stream from there. Showing them moves `need` to `question_sent`.
+    async fn start_over(&mut self, head: String) -> Result<(), StoreError> {
+        let waiting = self.store.pending_for_customer(&self.customer).await?;
+        self.queue
+            .extend(waiting.into_iter().map(|access| FeedItem::Challenge {
+                id: head.clone(),
+                access: Box::new(access),
+            }));
+        self.position = head;
+        Ok(())
+    }
+
+    /// Reads what the stream holds after this feed's position. Returns
+    /// whether it moved on.
+    async fn catch_up(&mut self) -> Result<bool, StoreError> {
+        let read = self
+            .store
+            .feed_since(&self.customer, &self.position, READ_BATCH)
+            .await?;
+        let entries = match read {
+            FeedRead::Gap { head } => {
+                self.start_over(head).await?;
+                return Ok(true);
+            }
+            FeedRead::Entries { entries, .. } => entries,
+        };
+        let moved = !entries.is_empty();
+        for entry in entries {
+            self.position.clone_from(&entry.id);
+            match entry.event {
+                // Shown only if that attempt still waits; a status entry
+                // follows for whatever happened to it instead.
+                FeedEvent::Challenge => {
+                    let shown = self
+                        .store
+                        .show_challenge(&self.customer, &entry.access, entry.attempt)
+                        .await?;
+                    if let Some(access) = shown {
+                        self.queue.push_back(FeedItem::Challenge {
+                            id: entry.id,
+                            access: Box::new(access),
+                        });
+                    }
+                }
+                FeedEvent::Status => self.queue.push_back(FeedItem::Status {
+                    id: entry.id,
+                    access: entry.access,
+                    status: entry.status,
+                    attempt: entry.attempt,
+                    at: entry.at,
+                }),
+            }
+        }
+        Ok(moved)
+    }
+}

@@ -1,0 +1,110 @@
+//! `GET /v1/customers/{customer}/events`: the live feed as Server-Sent
+//! Events, resumable with `Last-Event-ID`.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use serde::Serialize;
+
+use super::AppState;
+use super::error::AppError;
+use super::extract::PathId;
+use crate::feed::{Feed, FeedItem};
+use crate::model::{AccessId, CustomerId, Status, UnixMillis};
+
+/// The data of an `event: status`.
+#[derive(Serialize)]
+struct StatusChange {
+    access: AccessId,
+    status: Status,
+    attempt: u32,
+    at: UnixMillis,
+}
+
+/// How soon a client whose feed was closed (the gateway stopping, or Redis
+/// failing) should reconnect, with its `Last-Event-ID`.
+const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+
+pub async fn events(
+    State(state): State<AppState>,
+    PathId(customer): PathId<CustomerId>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
+    let last_event_id = match headers.get("last-event-id") {
+        None => None,
+        Some(value) => Some(stream_id(value.to_str().unwrap_or_default())?),
+    };
+    let feed = Feed::open(
+        state.store.clone(),
+        &state.waiters,
+        customer,
+        last_event_id,
+        state.shutdown.clone(),
+    )
+    .await?;
+    let events = futures_util::stream::unfold(Some(feed), |feed| async move {
+        let mut feed = feed?;
+        match feed.next().await {
+            Ok(Some(item)) => Some((Ok(sse_event(item)), Some(feed))),
+            Ok(None) => Some((Ok(closing("the gateway is shutting down")), None)),
+            Err(error) => {
+                tracing::warn!(%error, "a live feed failed; its client will reconnect");
+                Some((Ok(closing("the feed failed; reconnect")), None))
+            }
+        }
+    });
+    let heartbeat = KeepAlive::new().interval(state.limits.feed_heartbeat);
+    Ok(Sse::new(events).keep_alive(heartbeat))
+}
+
+/// A `Last-Event-ID` is a stream id, `<ms>-<seq>`.
+fn stream_id(value: &str) -> Result<String, AppError> {
+    let valid = value
+        .split_once('-')
+        .is_some_and(|(ms, seq)| ms.parse::<u64>().is_ok() && seq.parse::<u64>().is_ok());
+    if !valid {
+        return Err(AppError::BadRequest(
+            "Last-Event-ID must be an event id this feed sent, such as 1764089305123-0".to_owned(),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+fn sse_event(item: FeedItem) -> Event {
+    match item {
+        FeedItem::Challenge { id, access } => Event::default()
+            .event("challenge")
+            .id(id)
+            .json_data(&access)
+            .unwrap_or_else(|_| closing("an item could not be written")),
+        FeedItem::Status {
+            id,
+            access,
+            status,
+            attempt,
+            at,
+        } => {
+            let change = StatusChange {
+                access,
+                status,
+                attempt,
+                at,
+            };
+            Event::default()
+                .event("status")
+                .id(id)
+                .json_data(&change)
+                .unwrap_or_else(|_| closing("an item could not be written"))
+        }
+    }
+}
+
+/// The last event of a feed the gateway closes: a retry hint, so the
+/// client's EventSource comes back soon.
+fn closing(why: &str) -> Event {
+    Event::default().retry(RECONNECT_AFTER).comment(why)
+}
