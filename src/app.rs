@@ -49,6 +49,7 @@ impl Application {
             retention: Duration::from_secs(config.retention),
             timeout: config.redis_timeout(),
             feed_retention: Duration::from_secs(config.feed_retention),
+            feed_length: usize::try_from(config.feed_length).unwrap_or(usize::MAX),
         };
         let store = Store::connect(client.clone(), options)
             .await

@@ -49,6 +49,11 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub feed_retention: u64,
 
+    /// How many events a customer's live feed keeps at most.
+    #[arg(long, env = "TWOFA_FEED_LENGTH", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(10..=1_000_000))]
+    pub feed_length: u64,
+
     /// Milliseconds between two heartbeat comments on an idle live feed.
     #[arg(long, env = "TWOFA_FEED_HEARTBEAT_MS", default_value_t = 15_000,
           value_parser = clap::value_parser!(u64).range(10..=15_000))]

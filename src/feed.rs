@@ -10,7 +10,7 @@
 //! the stream, starts over: it sends what is waiting now, marked with the
 //! stream's head, then follows the stream from there.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 
 use tokio_util::sync::CancellationToken;
 
@@ -25,7 +25,12 @@ const READ_BATCH: usize = 100;
 #[derive(Debug)]
 pub enum FeedItem {
     /// A challenge waits for the customer: the list item, as now shown.
-    Challenge { id: String, access: Box<Access> },
+    /// Challenges sent on starting over carry no id but the last, so a
+    /// client cut off among them resumes from before them all.
+    Challenge {
+        id: Option<String>,
+        access: Box<Access>,
+    },
     /// One of the customer's accesses changed status.
     Status {
         id: String,
@@ -42,6 +47,13 @@ pub struct Feed {
     /// The last stream id this feed has handed out, or `0-0`.
     position: String,
     queue: VecDeque<FeedItem>,
+    /// Set by a start-over, cleared by the next read that finds no gap: a
+    /// feed never starts over twice without waiting for a hint between.
+    started_over: bool,
+    /// The challenges the last start-over sent: the stream may also hold
+    /// their `challenge` entries, after its head, which must not send them
+    /// again.
+    sent_at_start: HashSet<(AccessId, u32)>,
     subscription: Subscription,
     shutdown: CancellationToken,
 }
@@ -64,6 +76,8 @@ impl Feed {
             customer,
             position: last_event_id.clone().unwrap_or_else(|| "0-0".to_owned()),
             queue: VecDeque::new(),
+            sent_at_start: HashSet::new(),
+            started_over: false,
             subscription,
             shutdown,
         };
@@ -103,11 +117,21 @@ impl Feed {
     /// stream from there. Showing them moves `need` to `question_sent`.
     async fn start_over(&mut self, head: String) -> Result<(), StoreError> {
         let waiting = self.store.pending_for_customer(&self.customer).await?;
-        self.queue
-            .extend(waiting.into_iter().map(|access| FeedItem::Challenge {
-                id: head.clone(),
-                access: Box::new(access),
-            }));
+        self.sent_at_start = waiting
+            .iter()
+            .map(|access| (access.access.clone(), access.attempt))
+            .collect();
+        let last = waiting.len();
+        self.queue.extend(
+            waiting
+                .into_iter()
+                .enumerate()
+                .map(|(i, access)| FeedItem::Challenge {
+                    id: (i + 1 == last).then(|| head.clone()),
+                    access: Box::new(access),
+                }),
+        );
+        self.started_over = true;
         self.position = head;
         Ok(())
     }
@@ -120,18 +144,26 @@ impl Feed {
             .feed_since(&self.customer, &self.position, READ_BATCH)
             .await?;
         let entries = match read {
+            // Right after starting over, a gap again can only mean the feed
+            // is being trimmed faster than it is read: wait for a hint.
+            FeedRead::Gap { .. } if self.started_over => return Ok(false),
             FeedRead::Gap { head } => {
                 self.start_over(head).await?;
                 return Ok(true);
             }
             FeedRead::Entries { entries, .. } => entries,
         };
+        self.started_over = false;
         let moved = !entries.is_empty();
         for entry in entries {
             self.position.clone_from(&entry.id);
             match entry.event {
                 // Shown only if that attempt still waits; a status entry
                 // follows for whatever happened to it instead.
+                FeedEvent::Challenge
+                    if self
+                        .sent_at_start
+                        .contains(&(entry.access.clone(), entry.attempt)) => {}
                 FeedEvent::Challenge => {
                     let shown = self
                         .store
@@ -139,7 +171,7 @@ impl Feed {
                         .await?;
                     if let Some(access) = shown {
                         self.queue.push_back(FeedItem::Challenge {
-                            id: entry.id,
+                            id: Some(entry.id),
                             access: Box::new(access),
                         });
                     }

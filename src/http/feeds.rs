@@ -76,11 +76,16 @@ fn stream_id(value: &str) -> Result<String, AppError> {
 
 fn sse_event(item: FeedItem) -> Event {
     match item {
-        FeedItem::Challenge { id, access } => Event::default()
-            .event("challenge")
-            .id(id)
-            .json_data(&access)
-            .unwrap_or_else(|_| closing("an item could not be written")),
+        FeedItem::Challenge { id, access } => {
+            let event = Event::default().event("challenge");
+            let event = match id {
+                Some(id) => event.id(id),
+                None => event,
+            };
+            event
+                .json_data(&access)
+                .unwrap_or_else(|_| closing("an item could not be written"))
+        }
         FeedItem::Status {
             id,
             access,

@@ -12,8 +12,11 @@ use std::str::FromStr;
 use super::{SCRIPTS, Store, StoreError, millis};
 use crate::model::{Access, AccessId, CustomerId, Status, UnixMillis};
 
-/// How many entries a customer's feed keeps, whatever their age.
-const FEED_LENGTH: usize = 1000;
+/// How many times a feed entry is tried before it is given up.
+const FEED_TRIES: usize = 3;
+
+/// The pause before the second try; it doubles after.
+const FEED_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// What a feed entry announces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +79,6 @@ impl Store {
                     .key(self.keys().feed(customer))
                     .arg(after)
                     .arg(count)
-                    .arg(millis(self.options.feed_retention))
                     .invoke_async(&mut conn),
             )
             .await?;
@@ -124,18 +126,25 @@ impl Store {
         })
     }
 
-    /// Appends what a step did (`moves`, the event types it recorded) to the
-    /// access's customer's feed. A failure is logged: the step already
-    /// happened, and only this feed entry is lost.
+    /// Appends what a step did (`moves`: `type@audit-id`, comma-separated)
+    /// to the access's customer's feed. The step already happened, so a
+    /// failure is retried a few times, then logged: only this feed entry is
+    /// lost.
     pub(super) async fn feed_append(&self, access: &Access, moves: &str) {
         let attempt = access.attempt.to_string();
         let started_at = access.started_at.0.to_string();
         let updated_at = access.updated_at.0.to_string();
+        // The feed's keys outlive any access they report on, so a reader
+        // behind them finds a removal recorded rather than a new stream.
+        let keep = self.options.feed_retention + self.options.retention;
         let mut args = vec![
-            FEED_LENGTH.to_string(),
+            self.keys().feed_channel(&access.customer),
+            self.options.feed_length.to_string(),
             millis(self.options.feed_retention).to_string(),
+            millis(keep).to_string(),
         ];
-        for kind in moves.split(',') {
+        for moved in moves.split(',') {
+            let (kind, audit_id) = moved.split_once('@').unwrap_or((moved, "0-0"));
             let (event, status, at) = match kind {
                 "challenge" => (FeedEvent::Challenge, Status::Need.as_str(), &started_at),
                 status => (FeedEvent::Status, status, &updated_at),
@@ -146,20 +155,31 @@ impl Store {
                 status.to_owned(),
                 attempt.clone(),
                 at.clone(),
+                audit_id.to_owned(),
             ]);
         }
         let customer = &access.customer;
-        let mut conn = self.conn.clone();
         let mut invocation = SCRIPTS.feed_add.key(self.keys().feed(customer));
-        invocation.arg(self.keys().feed_channel(customer));
+        invocation.key(self.keys().feed_latest(customer));
         for arg in &args {
             invocation.arg(arg);
         }
-        let appended = self
-            .bounded(invocation.invoke_async::<String>(&mut conn))
-            .await;
-        if let Err(error) = appended {
-            tracing::warn!(%customer, access = %access.access, %error, "a feed entry was lost");
+        let mut pause = FEED_RETRY_PAUSE;
+        for remaining in (0..FEED_TRIES).rev() {
+            let mut conn = self.conn.clone();
+            match self
+                .bounded(invocation.invoke_async::<String>(&mut conn))
+                .await
+            {
+                Ok(_) => return,
+                Err(error) if remaining == 0 => {
+                    tracing::warn!(%customer, access = %access.access, %error, "a feed entry was lost");
+                }
+                Err(_) => {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+            }
         }
     }
 }

@@ -85,8 +85,9 @@ impl<'a> Fields<'a> {
             .map_err(|e| self.malformed(format!("field `choices`: {e}")))
     }
 
-    /// The status, the attempt and the rule a token must follow.
-    pub(super) fn into_rule(self) -> Result<(Status, u32, AnswerRule), StoreError> {
+    /// The status, the challenge's started_at and the rule a token must
+    /// follow.
+    pub(super) fn into_rule(self) -> Result<(Status, UnixMillis, AnswerRule), StoreError> {
         let validation = self
             .optional("validation")
             .map(Validation::parse)
@@ -98,7 +99,7 @@ impl<'a> Fields<'a> {
             validation,
             validation_message: self.optional("validation_message"),
         };
-        Ok((self.status()?, self.attempt()?, rule))
+        Ok((self.status()?, self.millis("started_at")?, rule))
     }
 
     pub(super) fn into_access(self) -> Result<Access, StoreError> {

@@ -103,6 +103,16 @@ impl Keys {
         )
     }
 
+    /// `2fa:customer:{<customer>}:latest`, a HASH of the latest audit-trail
+    /// id the feed announced for each access, which keeps the feed in order.
+    pub fn feed_latest(&self, customer: &CustomerId) -> String {
+        format!(
+            "{}:customer:{{{}}}:latest",
+            self.prefix.as_str(),
+            customer.as_str()
+        )
+    }
+
     /// `2fa:expiring`, a ZSET index of waiting accesses scored by
     /// `expires_at`, that the sweeper reads to expire challenges on time.
     pub fn expiring(&self) -> String {
@@ -127,6 +137,7 @@ mod tests {
         assert_eq!(keys.pending(&customer), "2fa:customer:{c1}:pending");
         assert_eq!(keys.feed(&customer), "2fa:customer:{c1}:events");
         assert_eq!(keys.feed_channel(&customer), "2fa:customer:{c1}:changed");
+        assert_eq!(keys.feed_latest(&customer), "2fa:customer:{c1}:latest");
         assert_eq!(keys.expiring(), "2fa:expiring");
     }
 

@@ -52,9 +52,10 @@ pub const LIST_LIMIT: isize = 200;
 const POST_ATTEMPTS: usize = 3;
 
 /// The hash fields a token is checked against.
-const RULE_FIELDS: [&str; 6] = [
+const RULE_FIELDS: [&str; 7] = [
     "status",
     "attempt",
+    "started_at",
     "kind",
     "choices",
     "validation",
@@ -131,6 +132,8 @@ pub struct StoreOptions {
     /// How long a customer's live feed keeps its entries, for clients that
     /// reconnect with `Last-Event-ID`.
     pub feed_retention: Duration,
+    /// How many entries a customer's live feed keeps at most.
+    pub feed_length: usize,
 }
 
 impl StoreOptions {
@@ -399,11 +402,20 @@ impl Store {
                 return Err(StoreError::NotFound(access.clone()));
             }
             let (status, checked, rule) = fields.into_rule()?;
-            if status.is_waiting() {
-                rule.check(token)
-                    .map_err(|e| StoreError::InvalidAnswer(e.to_string()))?;
+            if status.is_waiting()
+                && let Err(refused) = rule.check(token)
+            {
+                // Refused, unless the challenge is past its deadline: then
+                // the step below expires it and answers 410, as for any token.
+                let still_waiting = self
+                    .access(access)
+                    .await?
+                    .is_some_and(|now| now.status.is_waiting());
+                if still_waiting {
+                    return Err(StoreError::InvalidAnswer(refused.to_string()));
+                }
             }
-            let checked = checked.to_string();
+            let checked = checked.0.to_string();
             let args = [token.expose(), attempt.as_str(), checked.as_str()];
             let step = self.step(&SCRIPTS.submit_token, access, &args).await?;
             if step.outcome != "rule_changed" {
@@ -643,11 +655,13 @@ impl Store {
             },
             token,
         };
-        if let (true, Some(left)) = (step.left_waiting, &step.access) {
-            self.forget_waiting(left).await;
-        }
+        // The feed first: the sooner it is written, the less another step on
+        // the same access can overtake it.
         if let (Some(moves), Some(moved)) = (moves, &step.access) {
             self.feed_append(moved, &moves).await;
+        }
+        if let (true, Some(left)) = (step.left_waiting, &step.access) {
+            self.forget_waiting(left).await;
         }
         Ok(step)
     }

@@ -65,6 +65,6 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     expiring_add: script!("expiring_add"),
     expiring_postpone: script!("expiring_postpone"),
     due: script!("clock", "due"),
-    feed_add: script!("clock", "feed_add"),
-    feed_since: script!("clock", "feed_since"),
+    feed_add: script!("clock", "stream_ids", "feed_add"),
+    feed_since: script!("stream_ids", "feed_since"),
 });

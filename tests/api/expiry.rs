@@ -95,12 +95,14 @@ async fn no_step_acts_on_a_challenge_past_its_deadline_even_before_the_sweep() {
     let accesses = [
         "waited",
         "late-token",
+        "late-rule",
         "late-report",
         "late-cancel",
         "late-read",
     ];
     for access in accesses {
-        let body = json!({"customer": "c1", "finEntityName": "Real", "doubleAuthQuestion": "q", "expiresIn": 1});
+        let body = json!({"customer": "c1", "finEntityName": "Real", "doubleAuthQuestion": "q",
+                          "expiresIn": 1, "validation": r"\d+"});
         assert_eq!(
             app.challenge_with(access, body).await.status,
             StatusCode::CREATED
@@ -124,6 +126,10 @@ async fn no_step_acts_on_a_challenge_past_its_deadline_even_before_the_sweep() {
     );
 
     app.submit("late-token", "987654")
+        .await
+        .assert_error(StatusCode::GONE, "expired");
+    // Even a token the rule would refuse: the challenge is over.
+    app.submit("late-rule", "abc")
         .await
         .assert_error(StatusCode::GONE, "expired");
     app.report("late-report", "ok")

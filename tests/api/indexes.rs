@@ -172,6 +172,7 @@ async fn a_custom_prefix_names_every_key() {
             "bank1:2fa:access:{001}",
             "bank1:2fa:access:{001}:events",
             "bank1:2fa:customer:{c1}:events",
+            "bank1:2fa:customer:{c1}:latest",
             "bank1:2fa:customer:{c1}:pending",
             "bank1:2fa:expiring"
         ]

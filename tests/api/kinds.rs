@@ -269,3 +269,26 @@ async fn challenges_whose_parts_do_not_fit_their_kind_are_refused() {
         assert_eq!(app.keyspace().await, before, "{what} changed Redis");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_checked_against_an_old_rule_is_never_stored_under_a_new_one() {
+    let app = TestApp::spawn().await;
+    for round in 0..200 {
+        let access = format!("r{round}");
+        app.challenge(&access, "c1", "q").await;
+        let stricter = challenge(json!({"validation": r"\d{6}"}));
+        // "abc" suits the first challenge, not the one re-posted meanwhile.
+        tokio::join!(
+            app.submit(&access, "abc"),
+            app.challenge_with(&access, stricter)
+        );
+        let hash = app.hash(&access).await;
+        if hash.contains_key("validation") && hash["status"] == "token_received" {
+            assert_eq!(
+                hash["token"].len(),
+                6,
+                "round {round}: stored under the new rule"
+            );
+        }
+    }
+}

@@ -9,6 +9,7 @@ mod concurrency;
 mod deploy;
 mod expiry;
 mod feed;
+mod feed_order;
 mod indexes;
 mod kinds;
 mod lifecycle;

@@ -230,6 +230,17 @@ impl TestApp {
         }
     }
 
+    /// Opens a feed, posts a challenge, and reads both its events: the
+    /// challenge and the question it sent. Returns the feed and the id of
+    /// the last event read.
+    pub async fn follow_a_challenge(&self, customer: &str, access: &str) -> (FeedClient, String) {
+        let mut feed = self.open_feed(customer, None).await;
+        self.challenge(access, customer, "q").await;
+        feed.expect("challenge", access, "question_sent").await;
+        let seen = feed.expect("status", access, "question_sent").await;
+        (feed, seen)
+    }
+
     pub async fn submit(&self, access: &str, token: &str) -> Reply {
         let body = json!({ "access": access, "token": token });
         self.send(Method::POST, "/v1/tokens", Some(body)).await
@@ -292,6 +303,29 @@ impl TestApp {
             snapshot.insert(key, format!("{kind} ttl={} {content}", ttl > 0));
         }
         snapshot
+    }
+
+    /// A stream's entries, oldest first, as (id, fields), the way XRANGE
+    /// shows them to an operator.
+    pub async fn stream(&self, key: &str) -> Vec<(String, HashMap<String, String>)> {
+        let mut conn = self.conn.clone();
+        let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+            .arg(key)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .expect("XRANGE");
+        entries
+            .into_iter()
+            .map(|(id, flat)| {
+                let fields = flat
+                    .chunks(2)
+                    .map(|pair| (pair[0].clone(), pair[1].clone()))
+                    .collect();
+                (id, fields)
+            })
+            .collect()
     }
 
     /// Waits until `condition` holds, checking every few milliseconds: for
@@ -402,6 +436,22 @@ impl FeedClient {
                 None => self.heartbeats += 1,
             }
         }
+    }
+
+    /// The next event, which must be `event` about `access` in `status`;
+    /// returns its id.
+    pub async fn expect(&mut self, event: &str, access: &str, status: &str) -> String {
+        let got = self.next_event().await.expect("the feed is open");
+        assert_eq!(
+            (
+                got.event.as_str(),
+                got.data["access"].as_str(),
+                got.data["status"].as_str()
+            ),
+            (event, Some(access), Some(status)),
+            "{got:?}"
+        );
+        got.id
     }
 
     /// The next heartbeat comment; false if the feed closed first.

@@ -6,12 +6,12 @@
 -- and replies { outcome, left_waiting ('1' or '0'), field, value, ... }: the
 -- hash as it is after the step, never with its token, and with the image
 -- replaced by has_image = '1' (only GET sends the image). When the step
--- recorded events, `moves` lists their types, so the gateway can pass them
--- on to the customer's live feed.
+-- recorded events, `moves` lists them as `type@audit-id`, comma-separated,
+-- so the gateway can pass them on to the customer's live feed in order.
 
 local WAITING = { need = true, question_sent = true }
 
--- The types of the events this step recorded, in order.
+-- The events this step recorded, in order, as `type@audit-id`.
 local MOVES = {}
 
 -- How many events an access's audit trail keeps.
@@ -47,15 +47,16 @@ end
 -- Appends to the audit trail. It records who did what and when, never a
 -- token.
 local function record(kind, now, by, reason)
-  MOVES[#MOVES + 1] = kind
   local attempt = redis.call('HGET', KEYS[1], 'attempt')
+  local id
   if reason and reason ~= '' then
-    redis.call('XADD', KEYS[3], 'MAXLEN', TRAIL_LENGTH, '*',
+    id = redis.call('XADD', KEYS[3], 'MAXLEN', TRAIL_LENGTH, '*',
       'type', kind, 'attempt', attempt, 'at', now, 'by', by, 'reason', reason)
   else
-    redis.call('XADD', KEYS[3], 'MAXLEN', TRAIL_LENGTH, '*',
+    id = redis.call('XADD', KEYS[3], 'MAXLEN', TRAIL_LENGTH, '*',
       'type', kind, 'attempt', attempt, 'at', now, 'by', by)
   end
+  MOVES[#MOVES + 1] = kind .. '@' .. id
   live_with_hash(KEYS[3])
 end
 

@@ -1,0 +1,129 @@
+//! The live feed under pressure: entries removed while a client is away,
+//! long quiet spells, positions it never gave, and steps racing each other.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::support::{TestApp, start_redis};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_feed_that_missed_removed_events_starts_over_from_what_waits() {
+    let redis = start_redis();
+    let app = TestApp::spawn_with(redis, |config| config.feed_length = 10).await;
+    let (feed, seen) = app.follow_a_challenge("c1", "001").await;
+    drop(feed);
+
+    // More than the feed keeps happens while the client is away.
+    app.submit("001", "987654").await;
+    app.challenge("keep", "c1", "q").await;
+    for i in 0..6 {
+        app.challenge(&format!("x{i}"), "c1", "q").await;
+        app.cancel(&format!("x{i}")).await;
+    }
+    let mut feed = app.open_feed("c1", Some(&seen)).await;
+    // Not the token_received it missed, which is gone: what waits now.
+    let first = feed.expect("challenge", "keep", "question_sent").await;
+    assert!(
+        !first.is_empty(),
+        "the last item of a start-over carries the position"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_caught_up_feed_gets_the_next_event_however_long_the_quiet() {
+    let redis = start_redis();
+    let app = TestApp::spawn_with(redis, |config| config.feed_retention = 1).await;
+    let (mut feed, _) = app.follow_a_challenge("c1", "001").await;
+    // Longer than the feed keeps anything: this test is about time passing.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    app.cancel("001").await;
+    feed.expect("status", "001", "cancelled").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_position_the_feed_never_gave_starts_over_and_a_malformed_one_is_refused() {
+    let app = TestApp::spawn().await;
+    app.challenge("001", "c1", "q").await;
+    // From the future: nothing comes after it, yet it is no position of
+    // this feed, so the client gets what waits rather than silence.
+    let mut feed = app.open_feed("c1", Some("99999999999999-0")).await;
+    feed.expect("challenge", "001", "question_sent").await;
+    drop(feed);
+    // The feed is gone altogether (expired): start over too.
+    let mut conn = app.conn.clone();
+    let _: () = redis::cmd("DEL")
+        .arg("2fa:customer:{c1}:events")
+        .query_async(&mut conn)
+        .await
+        .expect("DEL");
+    let mut feed = app.open_feed("c1", Some("5-0")).await;
+    feed.expect("challenge", "001", "question_sent").await;
+    let refused = app.open_feed("c1", Some("yesterday")).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+}
+
+/// Runs the feed's append script as a gateway would, with `entries` of
+/// (event, access, status, audit id), and returns the feed's statuses.
+async fn append(app: &TestApp, entries: &[(&str, &str, &str, &str)]) -> Vec<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/scripts");
+    let source: String = ["clock", "stream_ids", "feed_add"]
+        .iter()
+        .map(|part| std::fs::read_to_string(dir.join(format!("{part}.lua"))).expect("script"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let script = redis::Script::new(&source);
+    let mut invocation = script.key("2fa:customer:{c1}:events");
+    invocation
+        .key("2fa:customer:{c1}:latest")
+        .arg("2fa:customer:{c1}:changed")
+        .arg(1000)
+        .arg(3_600_000)
+        .arg(90_000_000);
+    for (event, access, status, audit_id) in entries {
+        invocation
+            .arg(event)
+            .arg(access)
+            .arg(status)
+            .arg(1)
+            .arg(0)
+            .arg(audit_id);
+    }
+    let mut conn = app.conn.clone();
+    let _: String = invocation.invoke_async(&mut conn).await.expect("feed_add");
+    app.stream("2fa:customer:{c1}:events")
+        .await
+        .into_iter()
+        .map(|(_, fields)| (fields["event"].clone(), fields["status"].clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_access_never_goes_back_on_the_feed() {
+    let app = TestApp::spawn().await;
+    // Two gateways append one access's events in the wrong order: the later
+    // status first, then the earlier one, which is dropped.
+    append(&app, &[("status", "001", "ok", "1700000000002-0")]).await;
+    let feed = append(
+        &app,
+        &[("status", "001", "token_received", "1700000000001-0")],
+    )
+    .await;
+    assert_eq!(feed, [("status".to_owned(), "ok".to_owned())]);
+    // A challenge is announced even late: it carries the question. The very
+    // same entry twice (a retry after a timeout) is announced once.
+    let feed = append(
+        &app,
+        &[
+            ("challenge", "002", "need", "1700000000003-0"),
+            ("status", "002", "question_sent", "1700000000004-0"),
+            ("challenge", "003", "need", "1700000000005-0"),
+        ],
+    )
+    .await;
+    assert_eq!(feed.len(), 4);
+    let late = append(&app, &[("challenge", "002", "need", "1700000000003-5")]).await;
+    assert_eq!(late.len(), 5, "a late challenge is still announced");
+    let again = append(&app, &[("challenge", "003", "need", "1700000000005-0")]).await;
+    assert_eq!(again.len(), 5, "the same entry twice is announced once");
+}
