@@ -3,12 +3,14 @@
 //! and ask `local_addr()`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::ApiKeys;
 use crate::config::{Config, redacted_url};
 use crate::http::{self, AppState, Limits};
 use crate::model::ExpiresIn;
@@ -38,6 +40,7 @@ impl Application {
     /// Everything that can fail at start fails here, with a message that
     /// names what to fix. `shutdown` stops the server and every task.
     pub async fn build(config: &Config, shutdown: CancellationToken) -> Result<Self, StartError> {
+        let keys = load_keys(config)?;
         let url = config.redis_url();
         let unreachable = |reason: String| StartError::Redis {
             url: redacted_url(url),
@@ -50,6 +53,7 @@ impl Application {
             timeout: config.redis_timeout(),
             feed_retention: Duration::from_secs(config.feed_retention),
             feed_length: usize::try_from(config.feed_length).unwrap_or(usize::MAX),
+            submissions_per_minute: config.submissions_per_minute,
         };
         let store = Store::connect(client.clone(), options)
             .await
@@ -57,6 +61,7 @@ impl Application {
         let subscriber_options = SubscriberOptions {
             confirm_timeout: config.redis_timeout(),
             heartbeat: Duration::from_millis(config.heartbeat_ms),
+            max_held: usize::try_from(config.max_waiters).unwrap_or(usize::MAX),
         };
         let (waiters, subscriber) = Waiters::start(client, subscriber_options, shutdown.clone())
             .await
@@ -76,6 +81,7 @@ impl Application {
             shutdown.clone(),
         ));
         let state = AppState {
+            keys: Arc::new(keys),
             store,
             waiters,
             limits: Limits {
@@ -85,6 +91,14 @@ impl Application {
             },
             shutdown,
         };
+        if !state.keys.is_enabled() {
+            tracing::warn!(
+                "AUTHENTICATION IS OFF: no API keys are configured, so anyone who can reach {} \
+                 may post challenges and read tokens. Set TWOFA_API_KEYS or \
+                 TWOFA_API_KEYS_FILE before exposing it.",
+                config.listen
+            );
+        }
         Ok(Self {
             listener,
             state,
@@ -112,6 +126,35 @@ impl Application {
         }
         served
     }
+}
+
+/// The configured keys. Secure by default, as Redis's protected mode is:
+/// without keys the gateway serves only on a loopback address.
+fn load_keys(config: &Config) -> Result<ApiKeys, StartError> {
+    let file = match &config.api_keys_file {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+            StartError::Config(format!(
+                "cannot read the API keys file {}: {e}",
+                path.display()
+            ))
+        })?),
+        None => None,
+    };
+    let list = config.api_keys.as_ref().map(|keys| keys.expose());
+    let keys =
+        ApiKeys::parse(list, file.as_deref()).map_err(|e| StartError::Config(e.to_string()))?;
+    if keys.is_enabled() {
+        return Ok(keys);
+    }
+    if !config.listen.ip().is_loopback() {
+        return Err(StartError::Config(format!(
+            "no API keys are configured, so the gateway serves only on a loopback address, \
+             and {} is not one. Set TWOFA_API_KEYS=scraper:<key>,frontend:<key> (keys of \
+             32 characters or more) or TWOFA_API_KEYS_FILE, or listen on 127.0.0.1",
+            config.listen
+        )));
+    }
+    Ok(keys)
 }
 
 /// Expires challenges past their deadline, even when nobody reads them. Every

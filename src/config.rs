@@ -2,10 +2,12 @@
 //! environment variable, then from the documented default.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
+use crate::auth::Secret;
 use crate::model::ExpiresIn;
 use crate::store::Prefix;
 
@@ -17,8 +19,19 @@ pub struct Config {
     /// Redis to keep state in, as redis://[user:password@]host:port[/db].
     /// When unset and nothing answers at redis://127.0.0.1:6379, a private
     /// development redis-server is started (its data is not kept).
-    #[arg(long, env = "REDIS_URL")]
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+
+    /// API keys as comma-separated role:key pairs, such as
+    /// scraper:<key>,frontend:<key>; roles are scraper, frontend and admin,
+    /// and keys have at least 32 characters. With no keys at all, the
+    /// gateway only listens on a loopback address.
+    #[arg(long, env = "TWOFA_API_KEYS", hide_env_values = true)]
+    pub api_keys: Option<Secret>,
+
+    /// A file of API keys, one role:key a line; # starts a comment.
+    #[arg(long, env = "TWOFA_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
 
     /// Address and port to listen on.
     #[arg(long, env = "TWOFA_LISTEN", default_value = "127.0.0.1:8080")]
@@ -69,6 +82,17 @@ pub struct Config {
     #[arg(long, env = "TWOFA_HEARTBEAT_MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(50..=300_000))]
     pub heartbeat_ms: u64,
+
+    /// Most long polls and live feeds one gateway holds at once; past it,
+    /// new ones get 503 with Retry-After.
+    #[arg(long, env = "TWOFA_MAX_WAITERS", default_value_t = 50_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub max_waiters: u64,
+
+    /// Most token submissions one access takes in a minute; past it, 429.
+    #[arg(long, env = "TWOFA_SUBMISSIONS_PER_MINUTE", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub submissions_per_minute: u64,
 
     /// Longest any Redis call may take before the request gets a 503, in ms.
     #[arg(long, env = "TWOFA_REDIS_TIMEOUT_MS", default_value_t = 1_500,

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::model::{Access, AccessId, CustomerId, Status, UnixMillis};
 use crate::store::{FeedEvent, FeedRead, Store, StoreError};
-use crate::wait::{Subscription, WaitError, Waiters};
+use crate::wait::{Admission, Subscription, WaitError, Waiters};
 
 /// How many stream entries one read takes.
 const READ_BATCH: usize = 100;
@@ -56,6 +56,8 @@ pub struct Feed {
     sent_at_start: HashSet<(AccessId, u32)>,
     subscription: Subscription,
     shutdown: CancellationToken,
+    /// Counts this feed against the gateway's bound while it is open.
+    _admitted: Admission,
 }
 
 impl Feed {
@@ -67,6 +69,7 @@ impl Feed {
         last_event_id: Option<String>,
         shutdown: CancellationToken,
     ) -> Result<Feed, WaitError> {
+        let admitted = waiters.admit()?;
         // Subscribe before reading, or an entry landing in between is missed.
         let subscription = waiters
             .subscribe(store.keys().feed_channel(&customer))
@@ -80,6 +83,7 @@ impl Feed {
             started_over: false,
             subscription,
             shutdown,
+            _admitted: admitted,
         };
         if last_event_id.is_some() {
             feed.catch_up().await?;

@@ -16,11 +16,14 @@
 //!   store.
 //! - [`feed`]: a customer's live feed as one front end follows it, woken by
 //!   the same subscriber, reading the feed stream from its own position.
+//! - [`auth`]: API keys (kept as SHA-256 digests) and their roles; the
+//!   check itself runs as a route layer in `http`, before any extractor.
 //! - [`app`]: startup and the expiry sweeper; [`config`] and [`cli`]: the
 //!   command line; [`redis_server`]: a private redis-server for tests and
 //!   first runs.
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod feed;

@@ -45,6 +45,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 pub enum WaitError {
     #[error("the Redis subscriber is not connected")]
     SubscriberDown,
+    #[error("this gateway already holds its maximum of {0} waiting requests")]
+    Full(usize),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -76,6 +78,7 @@ pub async fn wait_for_token(
         return Ok(look(store, access).await?.0);
     }
     let deadline = Instant::now() + timeout;
+    let _admitted = waiters.admit()?;
     // Subscribe before reading, or a token landing in between is missed.
     let mut subscription = tokio::select! {
         subscribed = waiters.subscribe(store.keys().changed(access)) => subscribed?,
@@ -172,6 +175,8 @@ struct Shared {
     reconnects: AtomicU64,
     /// Long polls that have read once and are now waiting for a hint.
     parked: AtomicUsize,
+    /// Long polls and live feeds held now, against `options.max_held`.
+    held: AtomicUsize,
     options: SubscriberOptions,
 }
 
@@ -183,6 +188,9 @@ pub struct SubscriberOptions {
     /// How often the subscriber connection is pinged, so that a half-open
     /// connection is found and replaced. Per gateway, not per waiter.
     pub heartbeat: Duration,
+    /// The most long polls and live feeds held at once: memory stays
+    /// bounded, and the next one gets a 503 instead.
+    pub max_held: usize,
 }
 
 #[derive(Default)]
@@ -214,6 +222,7 @@ impl Waiters {
             connected: watch::Sender::new(false),
             reconnects: AtomicU64::new(0),
             parked: AtomicUsize::new(0),
+            held: AtomicUsize::new(0),
             options,
         });
         let mut connected = shared.connected.subscribe();
@@ -239,6 +248,22 @@ impl Waiters {
     /// How many long polls are waiting for a token now.
     pub fn waiting(&self) -> usize {
         self.shared.parked.load(Ordering::Relaxed)
+    }
+
+    /// Admits one more held request (a long poll or a live feed), or refuses
+    /// it at the bound. The admission lasts until it is dropped.
+    pub fn admit(&self) -> Result<Admission, WaitError> {
+        let max = self.shared.options.max_held;
+        let admitted = self
+            .shared
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                (held < max).then_some(held + 1)
+            });
+        match admitted {
+            Ok(_) => Ok(Admission(self.shared.clone())),
+            Err(_) => Err(WaitError::Full(max)),
+        }
     }
 
     /// Counts a long poll as waiting until the guard is dropped.
@@ -298,6 +323,15 @@ impl Shared {
         // The registry is never left half-updated by a panic (every critical
         // section is a few map operations), so a poisoned lock is still sound.
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One held request, counted against the bound until dropped.
+pub struct Admission(Arc<Shared>);
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0.held.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

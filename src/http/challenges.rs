@@ -1,14 +1,16 @@
 //! The challenge itself: the scraper posts it, the front end lists it, and
 //! either side may cancel it.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
+use axum::{Extension, Json};
 use serde::Deserialize;
 
 use super::AppState;
+use super::auth::Caller;
 use super::error::AppError;
 use super::extract::{AppJson, AppQuery, PathId};
+use crate::auth::Role;
 use crate::model::{
     Access, AccessId, Actor, BankName, ChallengeParts, Choices, CustomerId, ExpiresIn, ImageUri,
     Instructions, Kind, NewChallenge, Question, Validation, ValidationMessage,
@@ -84,16 +86,21 @@ pub struct CancelQuery {
     by: Option<String>,
 }
 
-/// `DELETE /v1/accesses/{access}/challenge[?by=frontend]`
+/// `DELETE /v1/accesses/{access}/challenge[?by=frontend]`. The caller's
+/// role names who cancelled; `by` counts only for an admin key, or when
+/// authentication is off.
 pub async fn cancel(
     State(state): State<AppState>,
     PathId(access): PathId<AccessId>,
+    Extension(Caller(role)): Extension<Caller>,
     AppQuery(query): AppQuery<CancelQuery>,
 ) -> Result<Json<Access>, AppError> {
-    let by = match query.by.as_deref() {
-        None | Some("scraper") => Actor::Scraper,
-        Some("frontend") => Actor::Frontend,
-        Some(_) => {
+    let by = match (role, query.by.as_deref()) {
+        (Some(Role::Scraper), _) => Actor::Scraper,
+        (Some(Role::Frontend), _) => Actor::Frontend,
+        (_, None | Some("scraper")) => Actor::Scraper,
+        (_, Some("frontend")) => Actor::Frontend,
+        (_, Some(_)) => {
             return Err(AppError::BadRequest(
                 "by must be scraper or frontend".to_owned(),
             ));

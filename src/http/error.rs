@@ -32,6 +32,12 @@ pub enum AppError {
     /// The token breaks the challenge's rule; the challenge keeps waiting.
     #[error("{0}")]
     InvalidToken(String),
+    /// No API key, or one we do not know.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A known key of a role that may not call this route.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     /// The lifecycle forbids this step from the access's current status.
@@ -42,6 +48,9 @@ pub enum AppError {
     /// The challenge ended without a token: `expired` or `cancelled`.
     #[error("the challenge is {0}")]
     Gone(Status),
+    /// Too many token submissions for one access: retry after this long.
+    #[error("too many token submissions for this access; retry in {0} s")]
+    TooManyRequests(u64),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -85,11 +94,14 @@ impl AppError {
             },
             AppError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
             AppError::InvalidToken(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_token"),
+            AppError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             AppError::AttemptMismatch(_) => (StatusCode::CONFLICT, "attempt_mismatch"),
             AppError::Gone(Status::Cancelled) => (StatusCode::GONE, "cancelled"),
             AppError::Gone(_) => (StatusCode::GONE, "expired"),
+            AppError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             AppError::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
@@ -108,6 +120,9 @@ impl From<StoreError> for AppError {
             )),
             StoreError::AttemptMismatch(_) => AppError::AttemptMismatch(error.to_string()),
             StoreError::InvalidAnswer(message) => AppError::InvalidToken(message),
+            StoreError::Throttled(wait) => {
+                AppError::TooManyRequests(wait.as_millis().div_ceil(1000).max(1) as u64)
+            }
             _ if error.is_unavailable() => AppError::Unavailable(error.to_string()),
             _ => AppError::Internal(error.to_string()),
         }
@@ -118,7 +133,9 @@ impl From<WaitError> for AppError {
     fn from(error: WaitError) -> Self {
         match error {
             WaitError::Store(error) => error.into(),
-            WaitError::SubscriberDown => AppError::Unavailable(error.to_string()),
+            WaitError::SubscriberDown | WaitError::Full(_) => {
+                AppError::Unavailable(error.to_string())
+            }
         }
     }
 }
@@ -156,13 +173,24 @@ impl IntoResponse for AppError {
             AppError::Json(rejection) => rejection.body_text(),
             _ => self.to_string(),
         };
+        let retry_after = match &self {
+            AppError::TooManyRequests(secs) => Some(HeaderValue::from(*secs)),
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => {
+                Some(HeaderValue::from_static(RETRY_AFTER_SECS))
+            }
+            _ => None,
+        };
         let body = json!({ "error": { "code": code, "message": message } });
         let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECS),
-            );
+        if let Some(retry_after) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_after);
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

@@ -2,6 +2,7 @@
 //! function, and shape the answer; no handler knows a Redis key.
 
 mod accesses;
+mod auth;
 mod challenges;
 pub mod error;
 mod extract;
@@ -9,17 +10,21 @@ mod feeds;
 mod health;
 mod tokens;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderName;
-use axum::routing::{get, post, put};
+use axum::http::header::AUTHORIZATION;
+use axum::routing::{delete, get, post, put};
+use axum::{Router, middleware};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::auth::{Allowed, ApiKeys};
 use crate::model::ExpiresIn;
 use crate::store::Store;
 use crate::wait::Waiters;
@@ -40,6 +45,8 @@ pub struct Limits {
 
 #[derive(Clone)]
 pub struct AppState {
+    /// Empty when authentication is off (loopback only).
+    pub keys: Arc<ApiKeys>,
     pub store: Store,
     pub waiters: Waiters,
     pub limits: Limits,
@@ -50,27 +57,56 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
+    let keys = state.keys.clone();
+    let only = |allowed| middleware::from_fn_with_state((keys.clone(), allowed), auth::require);
+    let (scraper, frontend, anyone) = (
+        only(Allowed::Scraper),
+        only(Allowed::Frontend),
+        only(Allowed::Anyone),
+    );
     Router::new()
         .route(
             "/v1/accesses/{access}/challenge",
-            put(challenges::post).delete(challenges::cancel),
+            put(challenges::post)
+                .route_layer(scraper.clone())
+                .merge(delete(challenges::cancel).route_layer(anyone.clone())),
         )
-        .route("/v1/accesses/{access}/token", get(tokens::wait))
-        .route("/v1/accesses/{access}/status", put(accesses::report))
-        .route("/v1/accesses/{access}/events", get(accesses::events))
-        .route("/v1/accesses/{access}", get(accesses::get))
-        .route("/v1/customers/{customer}/challenges", get(challenges::list))
-        .route("/v1/customers/{customer}/events", get(feeds::events))
-        .route("/v1/tokens", post(tokens::submit))
+        .route(
+            "/v1/accesses/{access}/token",
+            get(tokens::wait).route_layer(scraper.clone()),
+        )
+        .route(
+            "/v1/accesses/{access}/status",
+            put(accesses::report).route_layer(scraper),
+        )
+        .route(
+            "/v1/accesses/{access}/events",
+            get(accesses::events).route_layer(anyone.clone()),
+        )
+        .route(
+            "/v1/accesses/{access}",
+            get(accesses::get).route_layer(anyone),
+        )
+        .route(
+            "/v1/customers/{customer}/challenges",
+            get(challenges::list).route_layer(frontend.clone()),
+        )
+        .route(
+            "/v1/customers/{customer}/events",
+            get(feeds::events).route_layer(frontend.clone()),
+        )
+        .route("/v1/tokens", post(tokens::submit).route_layer(frontend))
         .route("/healthz", get(health::alive))
         .route("/readyz", get(health::ready))
         .fallback(|| async { AppError::NoRoute })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // Spans carry the method, path and request id; never a body, so a
-        // token cannot reach a log line through them.
+        // token cannot reach a log line through them, and the API key
+        // header is marked sensitive for any layer that would show headers.
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http())
+        .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
 }

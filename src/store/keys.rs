@@ -46,6 +46,9 @@ pub struct AccessKeys {
     pub events: String,
     /// `2fa:access:{<access>}:changed`, the channel that gets every new status.
     pub changed: String,
+    /// `2fa:access:{<access>}:submissions`, a ZSET of the last minute's
+    /// token submissions, for the rate limit.
+    pub submissions: String,
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +67,7 @@ impl Keys {
             wake: format!("{hash}:wake"),
             events: format!("{hash}:events"),
             changed: format!("{hash}:changed"),
+            submissions: format!("{hash}:submissions"),
             hash,
         }
     }

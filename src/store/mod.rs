@@ -51,6 +51,9 @@ pub const LIST_LIMIT: isize = 200;
 /// newer post) starts over before it gives up with a 503.
 const POST_ATTEMPTS: usize = 3;
 
+/// The window of the rate limit on token submissions.
+const SUBMISSION_WINDOW: Duration = Duration::from_secs(60);
+
 /// The hash fields a token is checked against.
 const RULE_FIELDS: [&str; 7] = [
     "status",
@@ -80,6 +83,10 @@ pub enum StoreError {
     AttemptMismatch(Box<Access>),
     #[error("other steps on access {0} kept overtaking this one; try again")]
     Contended(AccessId),
+    /// Too many token submissions for this access in the last minute; the
+    /// next may come after this long.
+    #[error("too many token submissions for this access; retry in {0:?}")]
+    Throttled(Duration),
     /// The token breaks the challenge's rule; the message says how, and
     /// never quotes the token.
     #[error("{0}")]
@@ -134,6 +141,8 @@ pub struct StoreOptions {
     pub feed_retention: Duration,
     /// How many entries a customer's live feed keeps at most.
     pub feed_length: usize,
+    /// How many token submissions an access takes a minute.
+    pub submissions_per_minute: u64,
 }
 
 impl StoreOptions {
@@ -383,24 +392,33 @@ impl Store {
     ) -> Result<Access, StoreError> {
         let attempt = attempt.map(|a| a.to_string()).unwrap_or_default();
         for _ in 0..POST_ATTEMPTS {
-            let hash = self.keys().access(access).hash;
+            let names = self.keys().access(access);
             let mut conn = self.conn.clone();
-            let fields: Vec<Option<String>> = self
-                .bounded(
-                    redis::cmd("HMGET")
-                        .arg(&hash)
-                        .arg(&RULE_FIELDS)
-                        .query_async(&mut conn),
-                )
-                .await?;
+            let mut invocation = SCRIPTS.begin_submission.key(&names.hash);
+            invocation
+                .key(&names.submissions)
+                .arg(self.options.submissions_per_minute)
+                .arg(millis(SUBMISSION_WINDOW));
+            for field in RULE_FIELDS {
+                invocation.arg(field);
+            }
+            let reply: Vec<Option<String>> =
+                self.bounded(invocation.invoke_async(&mut conn)).await?;
+            let (outcome, values) = reply.split_first().unwrap_or((&None, &[]));
+            match outcome.as_deref() {
+                Some("ok") => {}
+                Some("throttled") => {
+                    let wait = values.first().cloned().flatten().unwrap_or_default();
+                    let wait = Duration::from_millis(wait.parse().unwrap_or(1_000));
+                    return Err(StoreError::Throttled(wait));
+                }
+                _ => return Err(StoreError::NotFound(access.clone())),
+            }
             let pairs = RULE_FIELDS
                 .iter()
-                .zip(fields)
+                .zip(values.iter().cloned())
                 .filter_map(|(field, value)| Some([field.to_string(), value?]));
             let fields = Fields::from_pairs(access, pairs.flatten());
-            if fields.is_empty() {
-                return Err(StoreError::NotFound(access.clone()));
-            }
             let (status, checked, rule) = fields.into_rule()?;
             if status.is_waiting()
                 && let Err(refused) = rule.check(token)

@@ -39,10 +39,10 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Reply>,
 {
-    let before = app.keyspace().await;
+    let before = app.state().await;
     let reply = step().await;
     reply.assert_error(status, code);
-    assert_eq!(app.keyspace().await, before, "a refused step changed Redis");
+    assert_eq!(app.state().await, before, "a refused step changed Redis");
 }
 
 #[tokio::test(flavor = "multi_thread")]

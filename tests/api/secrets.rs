@@ -8,16 +8,21 @@ use crate::support::{Binary, TestApp, settled, start_redis};
 /// Distinctive enough that any occurrence in the log is a leak.
 const TOKEN: &str = "tok-5830917264";
 
+/// The API key the requests carry, which must not leak either.
+const KEY: &str = "key-9f8e7d6c5b4a39281706f5e4d3c2b1a0";
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_token_never_reaches_the_log_even_at_trace_level() {
     let redis = start_redis();
-    let mut gateway = Binary::serve(&redis, &[("RUST_LOG", "trace")]);
+    let keys = format!("admin:{KEY}");
+    let mut gateway = Binary::serve(&redis, &[("RUST_LOG", "trace"), ("TWOFA_API_KEYS", &keys)]);
 
     // The whole story through the real binary, plus the ways a token could
     // slip into an error: a duplicate, a wrong type, a wrong access. Our
     // helpers are pointed at the binary.
     let mut remote = TestApp::spawn_on(redis).await;
     remote.base = format!("http://{}", gateway.addr);
+    remote.authorize(KEY);
     assert_eq!(
         remote.challenge("001", "c1", "123456").await.status,
         StatusCode::CREATED

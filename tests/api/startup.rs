@@ -78,3 +78,74 @@ async fn sigterm_answers_waiters_at_once_and_exits_cleanly() {
         signalled.elapsed()
     );
 }
+
+/// Runs the binary against a Redis that answers, and returns its exit
+/// status and error output: for configurations it must refuse at start.
+fn refused_start(env: &[(&str, &str)]) -> String {
+    let redis = start_redis();
+    let output = Command::new(env!("CARGO_BIN_EXE_twofa-bridge"))
+        .env("REDIS_URL", redis.url())
+        .env("TWOFA_LISTEN", "127.0.0.1:0")
+        .envs(env.iter().copied())
+        .output()
+        .expect("the binary runs");
+    assert!(!output.status.success(), "it started");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn without_keys_it_refuses_any_address_but_loopback() {
+    let stderr = refused_start(&[("TWOFA_LISTEN", "0.0.0.0:0")]);
+    assert!(stderr.contains("TWOFA_API_KEYS"), "{stderr}");
+    assert!(stderr.contains("loopback"), "{stderr}");
+}
+
+#[test]
+fn short_or_malformed_keys_are_refused_at_start_without_being_shown() {
+    let stderr = refused_start(&[("TWOFA_API_KEYS", "scraper:short-secret")]);
+    assert!(stderr.contains("at least 32"), "{stderr}");
+    assert!(
+        !stderr.contains("short-secret"),
+        "the key was shown: {stderr}"
+    );
+    let stderr = refused_start(&[("TWOFA_API_KEYS", "root:0123456789abcdef0123456789abcdef")]);
+    assert!(stderr.contains("role:key"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_from_a_file_open_the_gateway_on_any_address() {
+    let redis = start_redis();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("keys");
+    let key = "frontend-0123456789abcdef0123456789abcd";
+    std::fs::write(&file, format!("# TesBack\n\nfrontend:{key}\n")).expect("keys file");
+    let path = file.to_string_lossy().into_owned();
+    let gateway = Binary::serve(
+        &redis,
+        &[
+            ("TWOFA_API_KEYS_FILE", &path),
+            ("TWOFA_LISTEN", "0.0.0.0:0"),
+        ],
+    );
+    let port = gateway.addr.rsplit(':').next().expect("port");
+    let mut app = TestApp::spawn_on(redis).await;
+    app.base = format!("http://127.0.0.1:{port}");
+    let listed = app
+        .send_as(
+            Some(&format!("Bearer {key}")),
+            reqwest::Method::GET,
+            "/v1/customers/c1/challenges",
+            None,
+        )
+        .await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let anonymous = app
+        .send_as(
+            None,
+            reqwest::Method::GET,
+            "/v1/customers/c1/challenges",
+            None,
+        )
+        .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+}

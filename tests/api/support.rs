@@ -116,6 +116,37 @@ impl TestApp {
         }
     }
 
+    /// From now on, every request of the helpers carries this API key.
+    pub fn authorize(&mut self, key: &str) {
+        let mut headers = HeaderMap::new();
+        let value = format!("Bearer {key}").parse().expect("header value");
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        self.http = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("http client");
+    }
+
+    /// A request with exactly this Authorization header (or none), whatever
+    /// `authorize` said.
+    pub async fn send_as(
+        &self,
+        authorization: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = reqwest::Client::new().request(method, format!("{}{path}", self.base));
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        into_reply(request.send().await.expect("request sent")).await
+    }
+
     pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(body) = body {
@@ -258,6 +289,15 @@ impl TestApp {
         conn.hgetall(format!("2fa:access:{{{access}}}"))
             .await
             .expect("HGETALL")
+    }
+
+    /// The keyspace but the per-access submission counters: what a refused
+    /// step must leave as it was. A token submission counts against its
+    /// access's rate limit, whatever becomes of it.
+    pub async fn state(&self) -> BTreeMap<String, String> {
+        let mut keyspace = self.keyspace().await;
+        keyspace.retain(|key, _| !key.ends_with(":submissions"));
+        keyspace
     }
 
     /// Every key with its type, content and whether it has a TTL: two equal
