@@ -57,6 +57,8 @@ async fn serve(mut config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The gateway keeps only the keys' digests from here on.
+    drop(config.api_keys.take());
     if let Ok(addr) = app.local_addr() {
         tracing::info!(%addr, "twofa-bridge is listening");
     }

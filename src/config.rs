@@ -94,6 +94,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub submissions_per_minute: u64,
 
+    /// Milliseconds a client may take to send a request's headers; a slower
+    /// one is disconnected.
+    #[arg(long, env = "TWOFA_HEADER_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..=300_000))]
+    pub header_timeout_ms: u64,
+
     /// Longest any Redis call may take before the request gets a 503, in ms.
     #[arg(long, env = "TWOFA_REDIS_TIMEOUT_MS", default_value_t = 1_500,
           value_parser = clap::value_parser!(u64).range(100..=60_000))]

@@ -66,8 +66,32 @@ pub enum Answer {
     NotFound,
 }
 
+impl Answer {
+    /// What a log line may say of the answer: never the token.
+    fn describe(&self) -> &'static str {
+        match self {
+            Answer::Token { .. } => "token",
+            Answer::StillWaiting => "still waiting",
+            Answer::Finished(status) => status.as_str(),
+            Answer::NotFound => "not found",
+        }
+    }
+}
+
 /// Waits up to `timeout` for the access's token. A zero timeout just looks.
 pub async fn wait_for_token(
+    store: &Store,
+    waiters: &Waiters,
+    access: &AccessId,
+    timeout: Duration,
+    shutdown: &CancellationToken,
+) -> Result<Answer, WaitError> {
+    let answer = wait(store, waiters, access, timeout, shutdown).await?;
+    tracing::trace!(%access, answer = answer.describe(), "long poll answered");
+    Ok(answer)
+}
+
+async fn wait(
     store: &Store,
     waiters: &Waiters,
     access: &AccessId,

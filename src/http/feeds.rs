@@ -63,9 +63,13 @@ pub async fn events(
 
 /// A `Last-Event-ID` is a stream id, `<ms>-<seq>`.
 fn stream_id(value: &str) -> Result<String, AppError> {
+    // Digits only: `u64::from_str` alone would take a leading `+`.
+    let number = |part: &str| {
+        !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) && part.parse::<u64>().is_ok()
+    };
     let valid = value
         .split_once('-')
-        .is_some_and(|(ms, seq)| ms.parse::<u64>().is_ok() && seq.parse::<u64>().is_ok());
+        .is_some_and(|(ms, seq)| number(ms) && number(seq));
     if !valid {
         return Err(AppError::BadRequest(
             "Last-Event-ID must be an event id this feed sent, such as 1764089305123-0".to_owned(),

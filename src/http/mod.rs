@@ -18,6 +18,10 @@ use axum::http::HeaderName;
 use axum::http::header::AUTHORIZATION;
 use axum::routing::{delete, get, post, put};
 use axum::{Router, middleware};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -41,6 +45,8 @@ pub struct Limits {
     pub max_wait: Duration,
     /// How often an idle live feed gets a heartbeat comment.
     pub feed_heartbeat: Duration,
+    /// How long a client may take to send a request's headers.
+    pub header_timeout: Duration,
 }
 
 #[derive(Clone)]
@@ -111,13 +117,47 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` is cancelled, then lets in-flight requests finish.
+/// Serves until `shutdown` is cancelled, then stops accepting and lets the
+/// connections finish their requests (long polls and feeds end at once on
+/// the same signal).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    // A client that trickles its headers (slowloris) is cut off rather than
+    // holding a connection.
+    let header_timeout = state.limits.header_timeout;
+    let app = router(state);
+    let connections = GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of descriptors, say: pause rather than spin.
+                    tracing::warn!(%error, "could not accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        // A woken waiter's answer is one small write: send it now.
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let connection = http.serve_connection(TokioIo::new(stream), service);
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "a connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    connections.shutdown().await;
+    Ok(())
 }

@@ -391,13 +391,18 @@ impl Store {
         attempt: Option<u32>,
     ) -> Result<Access, StoreError> {
         let attempt = attempt.map(|a| a.to_string()).unwrap_or_default();
-        for _ in 0..POST_ATTEMPTS {
+        for look in 0..POST_ATTEMPTS {
             let names = self.keys().access(access);
             let mut conn = self.conn.clone();
+            // Counted once per request, on its first look.
+            let limit = match look {
+                0 => self.options.submissions_per_minute.to_string(),
+                _ => String::new(),
+            };
             let mut invocation = SCRIPTS.begin_submission.key(&names.hash);
             invocation
                 .key(&names.submissions)
-                .arg(self.options.submissions_per_minute)
+                .arg(limit)
                 .arg(millis(SUBMISSION_WINDOW));
             for field in RULE_FIELDS {
                 invocation.arg(field);

@@ -40,7 +40,9 @@ fn compose_runs_a_persistent_redis_and_the_gateway_with_healthchecks() {
     }
 
     assert_eq!(gateway["build"].as_str(), Some("."));
-    let keys = gateway["environment"]["TWOFA_API_KEYS"].as_str().unwrap_or_default();
+    let keys = gateway["environment"]["TWOFA_API_KEYS"]
+        .as_str()
+        .unwrap_or_default();
     assert!(
         keys.starts_with("${TWOFA_API_KEYS:?"),
         "the gateway listens beyond loopback, so compose must demand keys: {keys}"

@@ -103,6 +103,31 @@ fn method() -> impl Strategy<Value = reqwest::Method> {
     ]
 }
 
+const ADMIN: &str = "admin-key-fuzz-0123456789abcdef0123456789";
+const FRONTEND: &str = "frontend-key-fuzz-0123456789abcdef012345";
+
+fn authorization() -> impl Strategy<Value = Option<String>> {
+    prop_oneof![
+        6 => Just(Some(format!("Bearer {ADMIN}"))),
+        2 => Just(Some(format!("Bearer {FRONTEND}"))),
+        1 => Just(None),
+        1 => any::<String>().prop_map(Some),
+        1 => Just(Some(format!("bearer  {ADMIN} "))),
+    ]
+}
+
+fn last_event_id() -> impl Strategy<Value = Option<String>> {
+    prop_oneof![
+        3 => Just(None),
+        1 => Just(Some("0-0".to_owned())),
+        1 => Just(Some("+1-0".to_owned())),
+        1 => Just(Some("1-+0".to_owned())),
+        1 => Just(Some("99999999999999999999-0".to_owned())),
+        1 => "[0-9]{1,14}-[0-9]{1,3}".prop_map(Some),
+        1 => "[ -~]{0,24}".prop_map(Some),
+    ]
+}
+
 fn content_type() -> impl Strategy<Value = Option<&'static str>> {
     prop_oneof![
         4 => Just(Some("application/json")),
@@ -114,7 +139,13 @@ fn content_type() -> impl Strategy<Value = Option<&'static str>> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_generated_request_gets_a_5xx() {
-    let app = TestApp::spawn().await;
+    let redis = crate::support::start_redis();
+    let keys = format!("admin:{ADMIN},frontend:{FRONTEND}");
+    let mut app = TestApp::spawn_with(redis, |config| {
+        config.api_keys = Some(keys.parse().expect("keys"));
+    })
+    .await;
+    app.authorize(ADMIN);
     app.challenge("001", "c1", "123456").await;
     let handle = tokio::runtime::Handle::current();
     let mut runner = TestRunner::new(Config {
@@ -122,39 +153,56 @@ async fn no_generated_request_gets_a_5xx() {
         failure_persistence: None,
         ..Config::default()
     });
-    let strategy = (method(), path(), body(), content_type());
-    let outcome = runner.run(&strategy, |(method, path, body, content_type)| {
-        tokio::task::block_in_place(|| {
-            handle.block_on(async {
-                let url = format!("{}{path}", app.base);
-                let mut request = app.http.request(method.clone(), url).body(body);
-                if let Some(content_type) = content_type {
-                    request = request.header("content-type", content_type);
-                }
-                let Ok(response) = request.send().await else {
-                    // reqwest refused to build it: nothing reached the gateway.
-                    return Ok(());
-                };
-                let status = response.status();
-                if status.is_server_error() {
-                    return Err(TestCaseError::fail(format!("{method} {path}: {status}")));
-                }
-                let streaming = response
-                    .headers()
-                    .get("content-type")
-                    .is_some_and(|ct| ct.as_bytes().starts_with(b"text/event-stream"));
-                if status.is_client_error() && !streaming {
-                    let body: Value = response.json().await.map_err(|e| {
-                        TestCaseError::fail(format!("{method} {path}: {status} without JSON: {e}"))
-                    })?;
-                    if body["error"]["code"].as_str().is_none() {
-                        return Err(TestCaseError::fail(format!("{method} {path}: {body}")));
+    let strategy = (
+        (method(), path(), body(), content_type()),
+        (authorization(), last_event_id()),
+    );
+    let outcome = runner.run(
+        &strategy,
+        |((method, path, body, content_type), headers)| {
+            let (authorization, last_event_id) = headers;
+            tokio::task::block_in_place(|| {
+                handle.block_on(async {
+                    let url = format!("{}{path}", app.base);
+                    let mut request = reqwest::Client::new()
+                        .request(method.clone(), url)
+                        .body(body);
+                    if let Some(content_type) = content_type {
+                        request = request.header("content-type", content_type);
                     }
-                }
-                Ok(())
+                    if let Some(authorization) = authorization {
+                        request = request.header("authorization", authorization);
+                    }
+                    if let Some(id) = last_event_id {
+                        request = request.header("last-event-id", id);
+                    }
+                    let Ok(response) = request.send().await else {
+                        // reqwest refused to build it: nothing reached the gateway.
+                        return Ok(());
+                    };
+                    let status = response.status();
+                    if status.is_server_error() {
+                        return Err(TestCaseError::fail(format!("{method} {path}: {status}")));
+                    }
+                    let streaming = response
+                        .headers()
+                        .get("content-type")
+                        .is_some_and(|ct| ct.as_bytes().starts_with(b"text/event-stream"));
+                    if status.is_client_error() && !streaming {
+                        let body: Value = response.json().await.map_err(|e| {
+                            TestCaseError::fail(format!(
+                                "{method} {path}: {status} without JSON: {e}"
+                            ))
+                        })?;
+                        if body["error"]["code"].as_str().is_none() {
+                            return Err(TestCaseError::fail(format!("{method} {path}: {body}")));
+                        }
+                    }
+                    Ok(())
+                })
             })
-        })
-    });
+        },
+    );
     if let Err(failure) = outcome {
         panic!("{failure}");
     }

@@ -149,3 +149,12 @@ async fn keys_from_a_file_open_the_gateway_on_any_address() {
         .await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
 }
+
+#[test]
+fn without_keys_on_loopback_it_warns_loudly_that_authentication_is_off() {
+    let redis = start_redis();
+    let mut gateway = Binary::serve(&redis, &[]);
+    gateway.child.kill().expect("stop the gateway");
+    let log = gateway.log_before_listening.join("\n");
+    assert!(log.contains("AUTHENTICATION IS OFF"), "{log}");
+}

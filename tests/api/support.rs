@@ -554,6 +554,8 @@ fn parse_sse(block: &str) -> Option<SseEvent> {
 pub struct Binary {
     pub child: std::process::Child,
     pub addr: String,
+    /// What it logged up to the line saying where it listens.
+    pub log_before_listening: Vec<String>,
     log: std::sync::mpsc::Receiver<String>,
 }
 
@@ -577,6 +579,7 @@ impl Binary {
                 let _ = lines.send(line);
             }
         });
+        let mut log_before_listening = Vec::new();
         let addr = loop {
             let line = log
                 .recv_timeout(PATIENCE)
@@ -584,8 +587,14 @@ impl Binary {
             if let Some((_, addr)) = line.split_once("is listening addr=") {
                 break addr.trim().to_owned();
             }
+            log_before_listening.push(line);
         };
-        Binary { child, addr, log }
+        Binary {
+            child,
+            addr,
+            log_before_listening,
+            log,
+        }
     }
 
     /// Every log line after the listening one, once the process has exited.
