@@ -41,6 +41,8 @@ impl Application {
     /// names what to fix. `shutdown` stops the server and every task.
     pub async fn build(config: &Config, shutdown: CancellationToken) -> Result<Self, StartError> {
         let keys = load_keys(config)?;
+        // Installed before anything can record.
+        crate::metrics::handle();
         let url = config.redis_url();
         let unreachable = |reason: String| StartError::Redis {
             url: redacted_url(url),

@@ -1,12 +1,14 @@
 //! The `twofa-bridge` command line. With no subcommand it serves.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
 
 use crate::app::Application;
-use crate::config::{Config, DEFAULT_REDIS_URL};
+use crate::config::{Config, DEFAULT_REDIS_URL, LogFormat};
 use crate::redis_server::{RedisServer, RedisServerError};
 
 #[derive(Debug, Parser)]
@@ -30,6 +32,28 @@ enum Command {
     ///
     /// Example: REDIS_URL=redis://127.0.0.1:6379 twofa-bridge serve --listen 0.0.0.0:8080
     Serve(Config),
+}
+
+impl Cli {
+    fn config(&self) -> &Config {
+        match &self.command {
+            Some(Command::Serve(config)) => config,
+            None => &self.serve,
+        }
+    }
+
+    /// Logs go to stderr, filtered by RUST_LOG (default `info`), as text or
+    /// as one JSON object a line. Colour codes only at a terminal.
+    pub fn init_logging(&self) {
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+        let logs = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        match self.config().log_format {
+            LogFormat::Json => logs.json().init(),
+            LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        }
+    }
 }
 
 pub async fn run(cli: Cli) -> ExitCode {

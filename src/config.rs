@@ -11,6 +11,12 @@ use crate::auth::Secret;
 use crate::model::ExpiresIn;
 use crate::store::Prefix;
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 /// Where Redis is looked for when `REDIS_URL` is not set.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
@@ -32,6 +38,11 @@ pub struct Config {
     /// A file of API keys, one role:key a line; # starts a comment.
     #[arg(long, env = "TWOFA_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
+
+    /// Log lines as `text`, for people, or `json`, one object a line, for
+    /// log shippers. RUST_LOG filters them either way.
+    #[arg(long, env = "TWOFA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 
     /// Address and port to listen on.
     #[arg(long, env = "TWOFA_LISTEN", default_value = "127.0.0.1:8080")]

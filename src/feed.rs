@@ -14,6 +14,7 @@ use std::collections::{HashSet, VecDeque};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics;
 use crate::model::{Access, AccessId, CustomerId, Status, UnixMillis};
 use crate::store::{FeedEvent, FeedRead, Store, StoreError};
 use crate::wait::{Admission, Subscription, WaitError, Waiters};
@@ -58,6 +59,23 @@ pub struct Feed {
     shutdown: CancellationToken,
     /// Counts this feed against the gateway's bound while it is open.
     _admitted: Admission,
+    _open: OpenFeed,
+}
+
+/// Counts an open feed in the metrics while it lives.
+struct OpenFeed;
+
+impl OpenFeed {
+    fn new() -> Self {
+        metrics::feed_clients(1.0);
+        OpenFeed
+    }
+}
+
+impl Drop for OpenFeed {
+    fn drop(&mut self) {
+        metrics::feed_clients(-1.0);
+    }
 }
 
 impl Feed {
@@ -84,6 +102,7 @@ impl Feed {
             subscription,
             shutdown,
             _admitted: admitted,
+            _open: OpenFeed::new(),
         };
         if last_event_id.is_some() {
             feed.catch_up().await?;

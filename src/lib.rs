@@ -28,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod feed;
 pub mod http;
+pub mod metrics;
 pub mod model;
 pub mod redis_server;
 pub mod store;

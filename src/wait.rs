@@ -29,6 +29,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics;
 use crate::model::{AccessId, Status, Token, UnixMillis};
 use crate::store::{Store, StoreError};
 
@@ -57,6 +58,8 @@ pub enum Answer {
     Token {
         attempt: u32,
         token: Token,
+        /// When the token was stored, by Redis's clock.
+        stored_at: UnixMillis,
     },
     /// The timeout passed (or the gateway is shutting down) and the
     /// challenge is still waiting.
@@ -138,7 +141,12 @@ async fn wait(
                 expires_at = deadline_now;
                 read_again_at = None;
             }
-            Ok((answer, _)) => return Ok(answer),
+            Ok((answer, _)) => {
+                if let Answer::Token { stored_at, .. } = &answer {
+                    metrics::waiter_woken(*stored_at);
+                }
+                return Ok(answer);
+            }
             Err(error) if error.is_unavailable() => {
                 tracing::debug!(%access, %error, "a waiter could not re-read; trying again");
                 read_again_at = Some(Instant::now() + READ_AGAIN_AFTER_FAILURE);
@@ -170,6 +178,7 @@ async fn look(
         (Status::TokenReceived, Some(token)) => Answer::Token {
             attempt: view.attempt,
             token,
+            stored_at: view.updated_at,
         },
         (Status::TokenReceived, None) => {
             return Err(StoreError::Malformed {
@@ -293,6 +302,7 @@ impl Waiters {
     /// Counts a long poll as waiting until the guard is dropped.
     fn park(&self) -> Parked {
         self.shared.parked.fetch_add(1, Ordering::Relaxed);
+        metrics::waiters(1.0);
         Parked(self.shared.clone())
     }
 
@@ -364,6 +374,7 @@ struct Parked(Arc<Shared>);
 impl Drop for Parked {
     fn drop(&mut self) {
         self.0.parked.fetch_sub(1, Ordering::Relaxed);
+        metrics::waiters(-1.0);
     }
 }
 
@@ -423,6 +434,7 @@ async fn run_subscriber(shared: Arc<Shared>, client: redis::Client, shutdown: Ca
                 backoff = Duration::from_millis(50);
                 if !std::mem::take(&mut first) {
                     shared.reconnects.fetch_add(1, Ordering::Relaxed);
+                    metrics::subscriber_reconnected();
                 }
                 let ended = session.run(&shared, &shutdown).await;
                 shared.lost_connection();

@@ -1,8 +1,13 @@
-//! Liveness and readiness, for load balancers and orchestrators. Neither
-//! needs a key, and neither reveals any access or customer.
+//! Liveness, readiness and metrics, for load balancers, orchestrators and
+//! Prometheus. None needs a key, and none reveals an access or a customer.
+
+use std::time::Instant;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -23,4 +28,29 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, AppErro
     }
     state.store.ping().await?;
     Ok(Json(json!({ "status": "ready" })))
+}
+
+/// `GET /metrics`: the Prometheus text format.
+pub async fn metrics() -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::handle().render(),
+    )
+}
+
+/// Counts every routed request by its route template (never its ids) and
+/// status.
+pub async fn count_request(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    crate::metrics::http_request(route, response.status().as_u16(), started.elapsed());
+    response
 }

@@ -104,6 +104,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tokens", post(tokens::submit).route_layer(frontend))
         .route("/healthz", get(health::alive))
         .route("/readyz", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        .route_layer(middleware::from_fn(health::count_request))
         .fallback(|| async { AppError::NoRoute })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

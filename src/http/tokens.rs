@@ -96,7 +96,7 @@ pub async fn wait(
     )
     .await?;
     match answer {
-        Answer::Token { attempt, token } => {
+        Answer::Token { attempt, token, .. } => {
             let body = TokenResponse {
                 access,
                 status: Status::TokenReceived,

@@ -34,6 +34,7 @@ use redis::{AsyncCommands, Script};
 
 use redis::streams::StreamRangeReply;
 
+use crate::metrics;
 use crate::model::{
     Access, AccessId, Actor, CustomerId, Event, ImageUri, Instructions, NewChallenge, Outcome,
     Reason, Status, Token, UnixMillis, Validation,
@@ -123,6 +124,8 @@ pub struct TokenView {
     pub status: Status,
     pub attempt: u32,
     pub expires_at: UnixMillis,
+    /// When the status last changed: for a token, when it was stored.
+    pub updated_at: UnixMillis,
     /// Present exactly when the status is `token_received`.
     pub token: Option<Token>,
 }
@@ -216,10 +219,14 @@ impl Store {
         &self,
         call: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.options.timeout, call).await {
-            Ok(result) => Ok(result?),
+        let result = match tokio::time::timeout(self.options.timeout, call).await {
+            Ok(result) => result.map_err(StoreError::from),
             Err(_) => Err(StoreError::Timeout(self.options.timeout)),
+        };
+        if result.is_err() {
+            metrics::redis_error();
         }
+        result
     }
 
     /// Starts attempt n+1 of a challenge, in status `need`.
@@ -518,6 +525,7 @@ impl Store {
             status: found.status,
             attempt: found.attempt,
             expires_at: found.expires_at,
+            updated_at: found.updated_at,
             token,
         }))
     }
@@ -682,6 +690,7 @@ impl Store {
         // the same access can overtake it.
         if let (Some(moves), Some(moved)) = (moves, &step.access) {
             self.feed_append(moved, &moves).await;
+            metrics::record_moves(moved, &moves);
         }
         if let (true, Some(left)) = (step.left_waiting, &step.access) {
             self.forget_waiting(left).await;

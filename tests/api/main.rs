@@ -14,6 +14,7 @@ mod fuzz;
 mod indexes;
 mod kinds;
 mod lifecycle;
+mod operations;
 mod resilience;
 mod secrets;
 mod security;

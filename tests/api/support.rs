@@ -22,13 +22,18 @@ use twofa_bridge::wait::Waiters;
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
 pub fn start_redis() -> Arc<RedisServer> {
+    start_redis_with(&[])
+}
+
+/// A Redis of its own with extra `redis-server` arguments.
+pub fn start_redis_with(args: &[&str]) -> Arc<RedisServer> {
     static RAISE_FD_LIMIT: Once = Once::new();
     // Hundreds of concurrent long polls need more descriptors than some
     // machines' default soft limit of 1024.
     RAISE_FD_LIMIT.call_once(|| {
         let _ = rlimit::increase_nofile_limit(u64::MAX);
     });
-    Arc::new(RedisServer::start().unwrap_or_else(|e| panic!("{e}")))
+    Arc::new(RedisServer::start_with(args).unwrap_or_else(|e| panic!("{e}")))
 }
 
 /// One HTTP answer: status, headers, and the JSON body (`Null` when empty).
@@ -566,6 +571,7 @@ impl Binary {
             .env("REDIS_URL", redis.url())
             .env("TWOFA_LISTEN", "127.0.0.1:0")
             .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("the binary starts");
@@ -579,22 +585,24 @@ impl Binary {
                 let _ = lines.send(line);
             }
         });
-        let mut log_before_listening = Vec::new();
-        let addr = loop {
-            let line = log
+        // Built first, so that a panic below still kills the process.
+        let mut binary = Binary {
+            child,
+            addr: String::new(),
+            log_before_listening: Vec::new(),
+            log,
+        };
+        binary.addr = loop {
+            let line = binary
+                .log
                 .recv_timeout(PATIENCE)
                 .expect("the gateway says where it listens");
-            if let Some((_, addr)) = line.split_once("is listening addr=") {
-                break addr.trim().to_owned();
+            if let Some(addr) = listening_addr(&line) {
+                break addr;
             }
-            log_before_listening.push(line);
+            binary.log_before_listening.push(line);
         };
-        Binary {
-            child,
-            addr,
-            log_before_listening,
-            log,
-        }
+        binary
     }
 
     /// Every log line after the listening one, once the process has exited.
@@ -609,6 +617,18 @@ impl Drop for Binary {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The address in the gateway's "is listening" line, as text or as JSON.
+fn listening_addr(line: &str) -> Option<String> {
+    if let Some((_, addr)) = line.split_once("is listening addr=") {
+        return Some(addr.trim().to_owned());
+    }
+    let object: Value = serde_json::from_str(line).ok()?;
+    let fields = &object["fields"];
+    (fields["message"] == "twofa-bridge is listening")
+        .then(|| fields["addr"].as_str().map(str::to_owned))
+        .flatten()
 }
 
 /// The result of a background task, which must come within `PATIENCE`.
@@ -629,8 +649,13 @@ async fn into_reply(response: reqwest::Response) -> Reply {
     let status = response.status();
     let headers = response.headers().clone();
     let bytes = response.bytes().await.expect("response body");
+    let text = headers
+        .get("content-type")
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"text/"));
     let body = if bytes.is_empty() {
         Value::Null
+    } else if text {
+        Value::String(String::from_utf8_lossy(&bytes).into_owned())
     } else {
         serde_json::from_slice(&bytes).unwrap_or_else(|_| {
             panic!(

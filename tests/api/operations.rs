@@ -1,0 +1,104 @@
+//! What operators see: Prometheus metrics, JSON logs, and Redis behind a
+//! password.
+
+use std::process::Command;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::support::{Binary, TestApp, settled, start_redis};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_the_story_without_naming_anyone() {
+    let app = TestApp::spawn().await;
+    let (access, customer) = ("acc-metrics-7f3e", "cust-metrics-9b2d");
+    app.challenge(access, customer, "q").await;
+    let waiter = app.spawn_wait(access, 10.0);
+    app.until_waiting(1).await;
+    app.listed(customer).await;
+    app.submit(access, "tok-metrics-5521").await;
+    settled(waiter).await;
+    app.report(access, "ok").await;
+
+    let metrics = app.send_as(None, Method::GET, "/metrics", None).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let text = metrics.body.as_str().map(str::to_owned).unwrap_or_default();
+    for name in [
+        "twofa_challenges_created_total{kind=\"code\"}",
+        "twofa_tokens_submitted_total",
+        "twofa_outcomes_total{status=\"ok\"}",
+        "twofa_waiters",
+        "twofa_feed_clients",
+        "twofa_wait_duration_seconds_bucket",
+        "twofa_wake_latency_seconds_bucket",
+        "twofa_http_requests_total{route=\"/v1/tokens\",status=\"200\"}",
+        "twofa_http_request_duration_seconds_bucket",
+        "twofa_redis_errors_total",
+        "twofa_subscriber_reconnects_total",
+    ] {
+        assert!(text.contains(name), "no {name} in:\n{text}");
+    }
+    for secret in [access, customer, "tok-metrics-5521"] {
+        assert!(!text.contains(secret), "{secret} is in the metrics");
+    }
+}
+
+#[test]
+fn json_logs_are_one_object_a_line() {
+    let redis = start_redis();
+    let mut gateway = Binary::serve(&redis, &[("TWOFA_LOG_FORMAT", "json")]);
+    gateway.child.kill().expect("stop the gateway");
+    let mut lines = gateway.log_before_listening.clone();
+    lines.extend(gateway.log_after_exit());
+    assert!(!lines.is_empty());
+    for line in &lines {
+        let object: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            object["level"].is_string() && object["timestamp"].is_string(),
+            "{line}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_behind_a_password_works_and_the_password_never_shows() {
+    let password = "pw-7c1d9e42a";
+    let redis = crate::support::start_redis_with(&["--requirepass", password]);
+    let port = redis
+        .url()
+        .rsplit(':')
+        .next()
+        .map(str::to_owned)
+        .expect("port");
+    let url = format!("redis://:{password}@127.0.0.1:{port}");
+    let gateway = Binary::serve(&redis, &[("REDIS_URL", &url), ("RUST_LOG", "debug")]);
+    let base = format!("http://{}", gateway.addr);
+    let http = reqwest::Client::new();
+    let body =
+        serde_json::json!({"customer": "c1", "finEntityName": "Real", "doubleAuthQuestion": "q"});
+    let posted = http
+        .put(format!("{base}/v1/accesses/001/challenge"))
+        .json(&body)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(posted.status(), StatusCode::CREATED);
+    let ready = http
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), StatusCode::OK);
+    drop(gateway);
+
+    let wrong = format!("redis://:not-{password}@127.0.0.1:{port}");
+    let output = Command::new(env!("CARGO_BIN_EXE_twofa-bridge"))
+        .env("REDIS_URL", &wrong)
+        .env("TWOFA_LISTEN", "127.0.0.1:0")
+        .output()
+        .expect("the binary runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(":***@127.0.0.1"), "{stderr}");
+    assert!(!stderr.contains(password), "the password leaked: {stderr}");
+}
