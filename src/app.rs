@@ -43,6 +43,8 @@ impl Application {
         let keys = load_keys(config)?;
         // Installed before anything can record.
         crate::metrics::handle();
+        // For rediss:// URLs; fails only if a provider is already installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let url = config.redis_url();
         let unreachable = |reason: String| StartError::Redis {
             url: redacted_url(url),

@@ -32,6 +32,10 @@ fn compose_runs_a_persistent_redis_and_the_gateway_with_healthchecks() {
 
     let command = strings(&redis["command"]).join(" ");
     assert!(command.contains("--appendonly yes"), "AOF is on: {command}");
+    assert!(
+        command.contains("--requirepass ${REDIS_PASSWORD:?"),
+        "Redis demands a password: {command}"
+    );
     for service in [redis, gateway] {
         assert!(
             !strings(&service["healthcheck"]["test"]).is_empty(),
@@ -47,9 +51,12 @@ fn compose_runs_a_persistent_redis_and_the_gateway_with_healthchecks() {
         keys.starts_with("${TWOFA_API_KEYS:?"),
         "the gateway listens beyond loopback, so compose must demand keys: {keys}"
     );
-    assert_eq!(
-        gateway["environment"]["REDIS_URL"].as_str(),
-        Some("redis://redis:6379")
+    let url = gateway["environment"]["REDIS_URL"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        url.starts_with("redis://:${REDIS_PASSWORD") && url.ends_with("@redis:6379"),
+        "the gateway uses the password: {url}"
     );
     assert_eq!(
         gateway["depends_on"]["redis"]["condition"].as_str(),

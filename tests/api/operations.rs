@@ -102,3 +102,53 @@ async fn redis_behind_a_password_works_and_the_password_never_shows() {
     assert!(stderr.contains(":***@127.0.0.1"), "{stderr}");
     assert!(!stderr.contains(password), "the password leaked: {stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls_redis_is_reached_with_rediss() {
+    // A private CA, a server certificate for 127.0.0.1, and a redis-server
+    // that speaks only TLS.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let server_key = rcgen::KeyPair::generate().expect("server key");
+    let server =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .expect("server params")
+            .signed_by(&server_key, &issuer)
+            .expect("server certificate");
+    let write = |name: &str, pem: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).expect("write PEM");
+        path.to_string_lossy().into_owned()
+    };
+    let ca_file = write("ca.pem", ca_cert.pem());
+    let cert_file = write("server.pem", server.pem());
+    let key_file = write("server.key", server_key.serialize_pem());
+    let tls_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        listener.local_addr().expect("addr").port().to_string()
+    };
+    let tls = crate::support::start_redis_with(&[
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        &cert_file,
+        "--tls-key-file",
+        &key_file,
+        "--tls-ca-cert-file",
+        &ca_file,
+        "--tls-auth-clients",
+        "no",
+    ]);
+    let url = format!("rediss://127.0.0.1:{tls_port}");
+    // The gateway trusts the private CA the way any rustls program on Linux
+    // can be told to: SSL_CERT_FILE.
+    let gateway = Binary::serve(&tls, &[("REDIS_URL", &url), ("SSL_CERT_FILE", &ca_file)]);
+    let ready = reqwest::get(format!("http://{}/readyz", gateway.addr))
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), StatusCode::OK);
+}
