@@ -25,6 +25,7 @@
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod feed;
 pub mod http;

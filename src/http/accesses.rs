@@ -2,12 +2,11 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::Deserialize;
 
 use super::AppState;
 use super::error::AppError;
 use super::extract::{AppJson, PathId};
-use crate::model::{Access, AccessId, Event, Outcome, Reason};
+use crate::model::{Access, AccessId, Event, Report};
 
 /// `GET /v1/accesses/{access}`, without the token.
 pub async fn get(
@@ -35,20 +34,12 @@ pub async fn events(
     }
 }
 
-/// `PUT /v1/accesses/{access}/status`
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReportBody {
-    status: Outcome,
-    reason: Option<Reason>,
-}
-
 /// The scraper used the token at the bank and says how it went. Allowed only
 /// from `token_received`, or from waiting for a `decoupled` challenge.
 pub async fn report(
     State(state): State<AppState>,
     PathId(access): PathId<AccessId>,
-    AppJson(body): AppJson<ReportBody>,
+    AppJson(body): AppJson<Report>,
 ) -> Result<Json<Access>, AppError> {
     let reported = state
         .store

@@ -12,40 +12,14 @@ use super::error::AppError;
 use super::extract::{AppJson, AppQuery, PathId};
 use crate::auth::Role;
 use crate::model::{
-    Access, AccessId, Actor, BankName, ChallengeParts, Choices, CustomerId, ExpiresIn, ImageUri,
-    Instructions, Kind, NewChallenge, Question, Validation, ValidationMessage,
+    Access, AccessId, Actor, ChallengeParts, ChallengeRequest, CustomerId, NewChallenge,
 };
-
-/// `PUT /v1/accesses/{access}/challenge`
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ChallengeBody {
-    /// Checked by the handler, so a bad id is a 400 as in a path.
-    customer: String,
-    fin_entity_name: BankName,
-    double_auth_question: Question,
-    /// Seconds; the gateway's default when absent.
-    expires_in: Option<ExpiresIn>,
-    /// `code` when absent.
-    kind: Option<Kind>,
-    /// For `choice`: 2 to 20 `{"value","label"}`.
-    choices: Option<Choices>,
-    /// For `image`: a PNG or JPEG `data:` URI.
-    image: Option<ImageUri>,
-    /// For `code`, `text` and `image`: a regex the whole token must match.
-    validation: Option<Validation>,
-    validation_message: Option<ValidationMessage>,
-    /// Text to show the customer beside the question; `label` is accepted
-    /// for it too.
-    #[serde(alias = "label")]
-    instructions: Option<Instructions>,
-}
 
 /// Starts attempt n+1 of the access's challenge, in status `need`.
 pub async fn post(
     State(state): State<AppState>,
     PathId(access): PathId<AccessId>,
-    AppJson(body): AppJson<ChallengeBody>,
+    AppJson(body): AppJson<ChallengeRequest>,
 ) -> Result<(StatusCode, [(header::HeaderName, String); 1], Json<Access>), AppError> {
     let challenge = NewChallenge::new(
         CustomerId::parse(body.customer).map_err(AppError::InvalidId)?,

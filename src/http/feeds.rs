@@ -8,22 +8,12 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
-use serde::Serialize;
 
 use super::AppState;
 use super::error::AppError;
 use super::extract::PathId;
 use crate::feed::{Feed, FeedItem};
-use crate::model::{AccessId, CustomerId, Status, UnixMillis};
-
-/// The data of an `event: status`.
-#[derive(Serialize)]
-struct StatusChange {
-    access: AccessId,
-    status: Status,
-    attempt: u32,
-    at: UnixMillis,
-}
+use crate::model::{CustomerId, StatusChange};
 
 /// How soon a client whose feed was closed (the gateway stopping, or Redis
 /// failing) should reconnect, with its `Last-Event-ID`.

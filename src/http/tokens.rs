@@ -7,32 +7,21 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::AppState;
 use super::error::AppError;
 use super::extract::{AppJson, AppQuery, PathId};
-use crate::model::{Access, AccessId, Status, Token};
+use crate::model::{Access, AccessId, Status, TokenAnswer, TokenSubmission};
 use crate::wait::{Answer, wait_for_token};
 
 /// A long poll waits this long when the caller does not say.
 const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 
-/// `POST /v1/tokens`, exactly the seed's message plus an optional attempt.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SubmitBody {
-    /// Checked by the handler, so a bad id is a 400 as in a path.
-    access: String,
-    token: Token,
-    /// When given, the call fails with 409 if the challenge has moved on.
-    attempt: Option<NonZeroU32>,
-}
-
 /// Stores the customer's token; the waiting scraper wakes at once.
 pub async fn submit(
     State(state): State<AppState>,
-    AppJson(body): AppJson<SubmitBody>,
+    AppJson(body): AppJson<TokenSubmission>,
 ) -> Result<Json<Access>, AppError> {
     let access = AccessId::parse(body.access).map_err(AppError::InvalidId)?;
     let attempt = body.attempt.map(NonZeroU32::get);
@@ -70,15 +59,6 @@ impl WaitQuery {
     }
 }
 
-/// The scraper's answer: the token, never logged, never cached.
-#[derive(Debug, Serialize)]
-pub struct TokenResponse {
-    access: AccessId,
-    status: Status,
-    token: Token,
-    attempt: u32,
-}
-
 /// `GET /v1/accesses/{access}/token?timeout=30`: a long poll, woken by Redis
 /// the moment the token lands. Reading does not consume the token.
 pub async fn wait(
@@ -97,7 +77,7 @@ pub async fn wait(
     .await?;
     match answer {
         Answer::Token { attempt, token, .. } => {
-            let body = TokenResponse {
+            let body = TokenAnswer {
                 access,
                 status: Status::TokenReceived,
                 token,

@@ -6,6 +6,7 @@
 //! scripts never re-check an id, and no unchecked string can reach a Redis
 //! key name.
 
+mod api;
 mod challenge;
 mod text;
 
@@ -14,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize, Serializer};
 
+pub use api::{ChallengeRequest, Report, StatusChange, TokenAnswer, TokenSubmission};
 pub use challenge::{
     AnswerRule, ChallengeParts, Choice, Choices, ImageUri, Kind, NewChallenge, Validation,
 };
@@ -77,7 +79,7 @@ impl fmt::Display for Status {
 }
 
 /// What the scraper reports after using the token at the bank.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Ok,
@@ -120,8 +122,21 @@ impl Serialize for UnixMillis {
     }
 }
 
+impl<'de> Deserialize<'de> for UnixMillis {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let moment = humantime::parse_rfc3339(&text).map_err(serde::de::Error::custom)?;
+        let since = moment
+            .duration_since(UNIX_EPOCH)
+            .map_err(serde::de::Error::custom)?;
+        Ok(UnixMillis(
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX),
+        ))
+    }
+}
+
 /// One access's current challenge: the hash, minus the token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Access {
     pub access: AccessId,
@@ -135,21 +150,21 @@ pub struct Access {
     pub started_at: UnixMillis,
     pub updated_at: UnixMillis,
     pub expires_at: UnixMillis,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instructions: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub choices: Option<Vec<Choice>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation_message: Option<String>,
     /// Whether the challenge carries an image; the image itself is sent only
     /// by `GET /v1/accesses/{access}`, which fills `image`.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub has_image: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
 }
 

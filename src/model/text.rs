@@ -306,6 +306,12 @@ impl ExpiresIn {
     }
 }
 
+impl Serialize for ExpiresIn {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0.as_secs())
+    }
+}
+
 impl<'de> Deserialize<'de> for ExpiresIn {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Self::from_secs(u64::deserialize(d)?).map_err(serde::de::Error::custom)

@@ -5,6 +5,7 @@ mod support;
 
 mod audit;
 mod bad_input;
+mod client;
 mod concurrency;
 mod deploy;
 mod expiry;
