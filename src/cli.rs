@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use crate::app::Application;
+use crate::commands;
 use crate::config::{Config, DEFAULT_REDIS_URL, LogFormat};
 use crate::redis_server::{RedisServer, RedisServerError};
 
@@ -29,23 +30,43 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP gateway (the default when no subcommand is given).
-    ///
-    /// Example: REDIS_URL=redis://127.0.0.1:6379 twofa-bridge serve --listen 0.0.0.0:8080
+    #[command(
+        after_help = "Example: REDIS_URL=redis://127.0.0.1:6379 twofa-bridge serve --listen 127.0.0.1:8080"
+    )]
     Serve(Config),
+    /// Post a bank's question for an access, and print the access (scraper).
+    Challenge(commands::ChallengeArgs),
+    /// Wait for an access's token and print it alone (scraper).
+    Wait(commands::WaitArgs),
+    /// Submit the customer's token for an access (front end).
+    Submit(commands::SubmitArgs),
+    /// Report what the bank said of the token: ok or rejected (scraper).
+    Report(commands::ReportArgs),
+    /// List the challenges waiting for a customer (front end).
+    List(commands::ListArgs),
+    /// Cancel an access's challenge.
+    Cancel(commands::CancelArgs),
+    /// Print an access's Redis keys, read directly, for operators.
+    Inspect(commands::InspectArgs),
 }
 
 impl Cli {
     fn config(&self) -> &Config {
         match &self.command {
             Some(Command::Serve(config)) => config,
-            None => &self.serve,
+            _ => &self.serve,
         }
     }
 
-    /// Logs go to stderr, filtered by RUST_LOG (default `info`), as text or
-    /// as one JSON object a line. Colour codes only at a terminal.
+    /// Logs go to stderr, filtered by RUST_LOG (default `info` for the
+    /// gateway, `warn` for the client commands), as text or as one JSON
+    /// object a line. Colour codes only at a terminal.
     pub fn init_logging(&self) {
-        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+        let default = match self.command {
+            None | Some(Command::Serve(_)) => "info",
+            Some(_) => "warn",
+        };
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
         let logs = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr);
@@ -57,11 +78,17 @@ impl Cli {
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
-    let config = match cli.command {
-        Some(Command::Serve(config)) => config,
-        None => cli.serve,
-    };
-    serve(config).await
+    match cli.command {
+        Some(Command::Serve(config)) => serve(config).await,
+        None => serve(cli.serve).await,
+        Some(Command::Challenge(args)) => commands::challenge(args).await,
+        Some(Command::Wait(args)) => commands::wait(args).await,
+        Some(Command::Submit(args)) => commands::submit(args).await,
+        Some(Command::Report(args)) => commands::report(args).await,
+        Some(Command::List(args)) => commands::list(args).await,
+        Some(Command::Cancel(args)) => commands::cancel(args).await,
+        Some(Command::Inspect(args)) => commands::inspect(args).await,
+    }
 }
 
 async fn serve(mut config: Config) -> ExitCode {

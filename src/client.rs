@@ -193,10 +193,13 @@ impl Client {
         let deadline = Instant::now() + total;
         let path = format!("/v1/accesses/{}/token", segment(access));
         let mut pause = FIRST_PAUSE;
+        // When the deadline comes while the gateway cannot be reached, that
+        // is the answer, rather than a plain timeout.
+        let mut unreachable = None;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(ClientError::TimedOut(total));
+                return Err(unreachable.unwrap_or(ClientError::TimedOut(total)));
             }
             let poll = left.min(POLL);
             let response = self
@@ -208,12 +211,16 @@ impl Client {
                 .send()
                 .await;
             let outcome = match response {
-                Ok(response) if response.status() == StatusCode::NO_CONTENT => continue,
+                Ok(response) if response.status() == StatusCode::NO_CONTENT => {
+                    unreachable = None;
+                    continue;
+                }
                 Ok(response) => decode::<TokenAnswer>(response).await,
                 Err(error) => Err(ClientError::Transport(error)),
             };
             match outcome {
                 Err(error) if error.is_transient() => {
+                    unreachable = Some(error);
                     tokio::time::sleep(
                         pause.min(deadline.saturating_duration_since(Instant::now())),
                     )

@@ -26,6 +26,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod client;
+pub mod commands;
 pub mod config;
 pub mod feed;
 pub mod http;

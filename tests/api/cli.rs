@@ -1,0 +1,154 @@
+//! The command line, as a shell script or a Python scraper would use it.
+
+use std::process::Output;
+
+use serde_json::Value;
+
+use crate::support::TestApp;
+
+/// Runs `twofa-bridge` with these arguments against the gateway at `url`.
+async fn cli(url: &str, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_twofa-bridge"))
+        .args(args)
+        .env("TWOFA_URL", url)
+        .env_remove("TWOFA_API_KEY")
+        .output()
+        .await
+        .expect("the binary runs")
+}
+
+fn json(output: &Output) -> Value {
+    assert!(output.status.success(), "{output:?}");
+    serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_story_through_the_command_line() {
+    let app = TestApp::spawn().await;
+    let url = app.base.as_str();
+    let posted = cli(
+        url,
+        &[
+            "challenge",
+            "001",
+            "--customer",
+            "c1",
+            "--bank",
+            "Real",
+            "--question",
+            "123456",
+        ],
+    )
+    .await;
+    assert_eq!(json(&posted)["status"], "need");
+
+    let waiting = tokio::spawn({
+        let url = url.to_owned();
+        async move { cli(&url, &["wait", "001", "--timeout", "20"]).await }
+    });
+    app.until_waiting(1).await;
+    let listed = json(&cli(url, &["list", "c1"]).await);
+    assert_eq!(listed[0]["doubleAuthQuestion"], "123456");
+    json(&cli(url, &["submit", "001", "987654"]).await);
+    let waited = crate::support::settled(waiting).await;
+    assert!(waited.status.success(), "{waited:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&waited.stdout),
+        "987654\n",
+        "the token alone"
+    );
+    assert!(
+        waited.stderr.is_empty(),
+        "nothing else, and no spinner off a terminal"
+    );
+    let reported = json(&cli(url, &["report", "001", "ok", "--reason", "logged in"]).await);
+    assert_eq!(reported["status"], "ok");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_says_how_it_ended_in_its_exit_status() {
+    let app = TestApp::spawn().await;
+    let url = app.base.as_str();
+    cli(
+        url,
+        &[
+            "challenge",
+            "slow",
+            "--customer",
+            "c1",
+            "--bank",
+            "Real",
+            "--question",
+            "q",
+        ],
+    )
+    .await;
+    let timeout = cli(url, &["wait", "slow", "--timeout", "1"]).await;
+    assert_eq!(timeout.status.code(), Some(3), "{timeout:?}");
+
+    cli(
+        url,
+        &[
+            "challenge",
+            "gone",
+            "--customer",
+            "c1",
+            "--bank",
+            "Real",
+            "--question",
+            "q",
+        ],
+    )
+    .await;
+    json(&cli(url, &["cancel", "gone"]).await);
+    let ended = cli(url, &["wait", "gone", "--timeout", "5"]).await;
+    assert_eq!(ended.status.code(), Some(4), "{ended:?}");
+
+    let nowhere = cli("http://127.0.0.1:9", &["wait", "x", "--timeout", "1"]).await;
+    assert_eq!(nowhere.status.code(), Some(2), "{nowhere:?}");
+    let usage = cli(url, &["wait"]).await;
+    assert_eq!(usage.status.code(), Some(2), "{usage:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inspect_reads_redis_and_hides_the_token() {
+    let app = TestApp::spawn().await;
+    app.challenge("001", "c1", "q").await;
+    app.submit("001", "987654").await;
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_twofa-bridge"))
+        .args(["inspect", "001"])
+        .env("REDIS_URL", app.redis.url())
+        .output()
+        .await
+        .expect("the binary runs");
+    let shown = json(&output);
+    assert_eq!(shown["key"], "2fa:access:{001}");
+    assert_eq!(shown["fields"]["status"], "token_received");
+    assert_eq!(shown["fields"]["token"], "<hidden>");
+    assert_eq!(shown["wake"][0], "token_received");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("987654"));
+}
+
+#[test]
+fn every_subcommand_explains_itself_with_an_example() {
+    for command in [
+        "serve",
+        "challenge",
+        "wait",
+        "submit",
+        "report",
+        "list",
+        "cancel",
+        "inspect",
+    ] {
+        let help = std::process::Command::new(env!("CARGO_BIN_EXE_twofa-bridge"))
+            .args([command, "--help"])
+            .output()
+            .expect("the binary runs");
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert!(
+            text.contains("Example"),
+            "{command} --help has no example:\n{text}"
+        );
+    }
+}
