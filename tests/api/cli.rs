@@ -152,3 +152,49 @@ fn every_subcommand_explains_itself_with_an_example() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readmes_python_scraper_gets_the_token_from_redis_alone() {
+    let importable = std::process::Command::new("python3")
+        .args(["-c", "import redis"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !importable {
+        eprintln!("skipped: python3 with redis-py is not available (scripts/test installs it)");
+        return;
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let snippet = readme
+        .split("<!-- python-scraper -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- /python-scraper -->").next())
+        .and_then(|block| block.split("```python").nth(1))
+        .and_then(|code| code.split("```").next())
+        .expect("the Python snippet in README");
+    let app = TestApp::spawn().await;
+    app.challenge("001", "c1", "123456").await;
+    let scraper = tokio::process::Command::new("python3")
+        .args(["-c", snippet])
+        .env("REDIS_URL", app.redis.url())
+        .env("ACCESS", "001")
+        .output();
+    let scraper = tokio::spawn(scraper);
+    let conn = app.conn.clone();
+    app.until("the Python scraper is blocked in BLPOP", || {
+        let mut conn = conn.clone();
+        async move {
+            let clients: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .query_async(&mut conn)
+                .await
+                .expect("CLIENT LIST");
+            clients.contains("cmd=blpop")
+        }
+    })
+    .await;
+    app.submit("001", "987654").await;
+    let output = crate::support::settled(scraper).await.expect("python3 ran");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "987654\n");
+}
