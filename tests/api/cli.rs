@@ -17,6 +17,21 @@ async fn cli(url: &str, args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// Posts a challenge for `access` of customer c1, as a scraper's script would.
+async fn post(url: &str, access: &str, question: &str) -> Output {
+    let args = [
+        "challenge",
+        access,
+        "--customer",
+        "c1",
+        "--bank",
+        "Real",
+        "--question",
+        question,
+    ];
+    cli(url, &args).await
+}
+
 fn json(output: &Output) -> Value {
     assert!(output.status.success(), "{output:?}");
     serde_json::from_slice(&output.stdout).expect("JSON on stdout")
@@ -26,20 +41,7 @@ fn json(output: &Output) -> Value {
 async fn the_story_through_the_command_line() {
     let app = TestApp::spawn().await;
     let url = app.base.as_str();
-    let posted = cli(
-        url,
-        &[
-            "challenge",
-            "001",
-            "--customer",
-            "c1",
-            "--bank",
-            "Real",
-            "--question",
-            "123456",
-        ],
-    )
-    .await;
+    let posted = post(url, "001", "123456").await;
     assert_eq!(json(&posted)["status"], "need");
 
     let waiting = tokio::spawn({
@@ -69,37 +71,11 @@ async fn the_story_through_the_command_line() {
 async fn wait_says_how_it_ended_in_its_exit_status() {
     let app = TestApp::spawn().await;
     let url = app.base.as_str();
-    cli(
-        url,
-        &[
-            "challenge",
-            "slow",
-            "--customer",
-            "c1",
-            "--bank",
-            "Real",
-            "--question",
-            "q",
-        ],
-    )
-    .await;
+    post(url, "slow", "q").await;
     let timeout = cli(url, &["wait", "slow", "--timeout", "1"]).await;
     assert_eq!(timeout.status.code(), Some(3), "{timeout:?}");
 
-    cli(
-        url,
-        &[
-            "challenge",
-            "gone",
-            "--customer",
-            "c1",
-            "--bank",
-            "Real",
-            "--question",
-            "q",
-        ],
-    )
-    .await;
+    post(url, "gone", "q").await;
     json(&cli(url, &["cancel", "gone"]).await);
     let ended = cli(url, &["wait", "gone", "--timeout", "5"]).await;
     assert_eq!(ended.status.code(), Some(4), "{ended:?}");
