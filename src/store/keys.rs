@@ -72,6 +72,15 @@ impl Keys {
         }
     }
 
+    /// `2fa:customer:{<customer>}:<what>`: every customer key and channel.
+    fn customer_key(&self, customer: &CustomerId, what: &str) -> String {
+        format!(
+            "{}:customer:{{{}}}:{what}",
+            self.prefix.as_str(),
+            customer.as_str()
+        )
+    }
+
     /// The channel alone, for the subscriber.
     pub fn changed(&self, access: &AccessId) -> String {
         self.access(access).changed
@@ -80,41 +89,25 @@ impl Keys {
     /// `2fa:customer:{<customer>}:pending`, a ZSET index of the customer's
     /// waiting accesses, scored by `started_at`.
     pub fn pending(&self, customer: &CustomerId) -> String {
-        format!(
-            "{}:customer:{{{}}}:pending",
-            self.prefix.as_str(),
-            customer.as_str()
-        )
+        self.customer_key(customer, "pending")
     }
 
     /// `2fa:customer:{<customer>}:events`, the STREAM behind the customer's
     /// live feed.
     pub fn feed(&self, customer: &CustomerId) -> String {
-        format!(
-            "{}:customer:{{{}}}:events",
-            self.prefix.as_str(),
-            customer.as_str()
-        )
+        self.customer_key(customer, "events")
     }
 
     /// `2fa:customer:{<customer>}:changed`, the channel that gets the id of
     /// each new feed entry: the hint that wakes feed readers.
     pub fn feed_channel(&self, customer: &CustomerId) -> String {
-        format!(
-            "{}:customer:{{{}}}:changed",
-            self.prefix.as_str(),
-            customer.as_str()
-        )
+        self.customer_key(customer, "changed")
     }
 
     /// `2fa:customer:{<customer>}:latest`, a HASH of the latest audit-trail
     /// id the feed announced for each access, which keeps the feed in order.
     pub fn feed_latest(&self, customer: &CustomerId) -> String {
-        format!(
-            "{}:customer:{{{}}}:latest",
-            self.prefix.as_str(),
-            customer.as_str()
-        )
+        self.customer_key(customer, "latest")
     }
 
     /// `2fa:expiring`, a ZSET index of waiting accesses scored by

@@ -364,22 +364,11 @@ impl Store {
                 }
             }
         });
-        let mut waiting = Vec::new();
-        let mut first_error = None;
-        let mut failed = 0;
-        for shown in join_all(shown).await {
-            match shown {
-                Ok(access) => waiting.extend(access),
-                Err(error) => {
-                    tracing::warn!(%customer, %error, "left a pending challenge out of the list");
-                    failed += 1;
-                    first_error.get_or_insert(error);
-                }
-            }
-        }
-        if let Some(error) = first_error.filter(|_| failed == entries.len()) {
-            return Err(error);
-        }
+        let shown = all_but_failures(
+            join_all(shown).await,
+            "left a pending challenge out of the list",
+        )?;
+        let mut waiting: Vec<Access> = shown.into_iter().flatten().collect();
         waiting.sort_by(|a, b| (a.started_at, &a.access).cmp(&(b.started_at, &b.access)));
         Ok(waiting)
     }
@@ -556,27 +545,9 @@ impl Store {
             let swept = due
                 .iter()
                 .map(|(member, score)| self.sweep_one(&index, member, *score, grace));
-            let mut settled = 0;
-            let mut first_error = None;
-            let mut failed = 0;
-            for swept in join_all(swept).await {
-                match swept {
-                    Ok(swept) => {
-                        settled += usize::from(swept != Swept::StillWaiting);
-                        expired += usize::from(swept == Swept::Expired);
-                    }
-                    // One unreadable entry (a hand-edited hash) must not stop
-                    // the sweep of all the others.
-                    Err(error) => {
-                        tracing::warn!(%error, "could not sweep a due challenge");
-                        failed += 1;
-                        first_error.get_or_insert(error);
-                    }
-                }
-            }
-            if let Some(error) = first_error.filter(|_| failed == due.len()) {
-                return Err(error);
-            }
+            let swept = all_but_failures(join_all(swept).await, "could not sweep a due challenge")?;
+            let settled = swept.iter().filter(|s| **s != Swept::StillWaiting).count();
+            expired += swept.iter().filter(|s| **s == Swept::Expired).count();
             // A full batch means more may be due; but if none of it settled
             // (this node's clock is behind the index's), looking again now
             // would only spin.
@@ -686,14 +657,22 @@ impl Store {
             },
             token,
         };
-        // The feed first: the sooner it is written, the less another step on
-        // the same access can overtake it.
-        if let (Some(moves), Some(moved)) = (moves, &step.access) {
-            self.feed_append(moved, &moves).await;
-            metrics::record_moves(moved, &moves);
-        }
-        if let (true, Some(left)) = (step.left_waiting, &step.access) {
-            self.forget_waiting(left).await;
+        // The feed entry and the index cleanup touch other slots and need
+        // nothing from each other: both at once, so the feed is written as
+        // soon as possible and the caller waits one round trip, not two.
+        if let Some(changed) = &step.access {
+            let announce = async {
+                if let Some(moves) = &moves {
+                    self.feed_append(changed, moves).await;
+                    metrics::record_moves(changed, moves);
+                }
+            };
+            let tidy = async {
+                if step.left_waiting {
+                    self.forget_waiting(changed).await;
+                }
+            };
+            futures_util::join!(announce, tidy);
         }
         Ok(step)
     }
@@ -791,6 +770,32 @@ fn event_from_entry(
         by: Actor::parse(&by).ok_or_else(|| malformed("unknown `by`"))?,
         reason: entry.get("reason"),
     })
+}
+
+/// The results of a batch of independent steps, without their failures,
+/// which are logged: one unreadable entry (a hand-edited hash, a Redis error
+/// on one access) must not sink the others. Only when every step failed is
+/// the batch a failure.
+fn all_but_failures<T>(
+    results: Vec<Result<T, StoreError>>,
+    what: &str,
+) -> Result<Vec<T>, StoreError> {
+    let total = results.len();
+    let mut done = Vec::with_capacity(total);
+    let mut first_error = None;
+    for result in results {
+        match result {
+            Ok(value) => done.push(value),
+            Err(error) => {
+                tracing::warn!(%error, "{what}");
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    match first_error {
+        Some(error) if done.is_empty() => Err(error),
+        _ => Ok(done),
+    }
 }
 
 /// The expiring index's member for one posted challenge.

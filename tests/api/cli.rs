@@ -156,19 +156,7 @@ async fn readmes_python_scraper_gets_the_token_from_redis_alone() {
         .env("ACCESS", "001")
         .output();
     let scraper = tokio::spawn(scraper);
-    let conn = app.conn.clone();
-    app.until("the Python scraper is blocked in BLPOP", || {
-        let mut conn = conn.clone();
-        async move {
-            let clients: String = redis::cmd("CLIENT")
-                .arg("LIST")
-                .query_async(&mut conn)
-                .await
-                .expect("CLIENT LIST");
-            clients.contains("cmd=blpop")
-        }
-    })
-    .await;
+    app.until_blocked_in_blpop().await;
     app.submit("001", "987654").await;
     let output = crate::support::settled(scraper).await.expect("python3 ran");
     assert!(output.status.success(), "{output:?}");

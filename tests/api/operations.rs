@@ -1,8 +1,6 @@
 //! What operators see: Prometheus metrics, JSON logs, and Redis behind a
 //! password.
 
-use std::process::Command;
-
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -92,13 +90,7 @@ async fn redis_behind_a_password_works_and_the_password_never_shows() {
     drop(gateway);
 
     let wrong = format!("redis://:not-{password}@127.0.0.1:{port}");
-    let output = Command::new(env!("CARGO_BIN_EXE_twofa-bridge"))
-        .env("REDIS_URL", &wrong)
-        .env("TWOFA_LISTEN", "127.0.0.1:0")
-        .output()
-        .expect("the binary runs");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = crate::support::refused_start(&[("REDIS_URL", &wrong)]);
     assert!(stderr.contains(":***@127.0.0.1"), "{stderr}");
     assert!(!stderr.contains(password), "the password leaked: {stderr}");
 }

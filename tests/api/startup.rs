@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-use crate::support::{Binary, TestApp, settled, start_redis};
+use crate::support::{Binary, TestApp, refused_start, settled, start_redis};
 
 #[test]
 fn an_unreachable_redis_is_one_clear_line_naming_the_url() {
@@ -16,13 +16,7 @@ fn an_unreachable_redis_is_one_clear_line_naming_the_url() {
         .expect("free port")
         .port();
     let url = format!("redis://user:s3cret@127.0.0.1:{port}/0");
-    let output = Command::new(env!("CARGO_BIN_EXE_twofa-bridge"))
-        .env("REDIS_URL", &url)
-        .env("TWOFA_LISTEN", "127.0.0.1:0")
-        .output()
-        .expect("the binary runs");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_start(&[("REDIS_URL", &url)]);
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(
@@ -79,36 +73,32 @@ async fn sigterm_answers_waiters_at_once_and_exits_cleanly() {
     );
 }
 
-/// Runs the binary against a Redis that answers, and returns its exit
-/// status and error output: for configurations it must refuse at start.
-fn refused_start(env: &[(&str, &str)]) -> String {
+/// Runs the binary against a Redis that answers, expecting it to refuse
+/// this configuration.
+fn refused(env: &[(&str, &str)]) -> String {
     let redis = start_redis();
-    let output = Command::new(env!("CARGO_BIN_EXE_twofa-bridge"))
-        .env("REDIS_URL", redis.url())
-        .env("TWOFA_LISTEN", "127.0.0.1:0")
-        .envs(env.iter().copied())
-        .output()
-        .expect("the binary runs");
-    assert!(!output.status.success(), "it started");
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    let url = redis.url();
+    let mut env = env.to_vec();
+    env.insert(0, ("REDIS_URL", &url));
+    refused_start(&env)
 }
 
 #[test]
 fn without_keys_it_refuses_any_address_but_loopback() {
-    let stderr = refused_start(&[("TWOFA_LISTEN", "0.0.0.0:0")]);
+    let stderr = refused(&[("TWOFA_LISTEN", "0.0.0.0:0")]);
     assert!(stderr.contains("TWOFA_API_KEYS"), "{stderr}");
     assert!(stderr.contains("loopback"), "{stderr}");
 }
 
 #[test]
 fn short_or_malformed_keys_are_refused_at_start_without_being_shown() {
-    let stderr = refused_start(&[("TWOFA_API_KEYS", "scraper:short-secret")]);
+    let stderr = refused(&[("TWOFA_API_KEYS", "scraper:short-secret")]);
     assert!(stderr.contains("at least 32"), "{stderr}");
     assert!(
         !stderr.contains("short-secret"),
         "the key was shown: {stderr}"
     );
-    let stderr = refused_start(&[("TWOFA_API_KEYS", "root:0123456789abcdef0123456789abcdef")]);
+    let stderr = refused(&[("TWOFA_API_KEYS", "root:0123456789abcdef0123456789abcdef")]);
     assert!(stderr.contains("role:key"), "{stderr}");
 }
 

@@ -406,6 +406,20 @@ impl TestApp {
         .await;
     }
 
+    /// Until some client (a raw-Redis scraper) is blocked in BLPOP.
+    pub async fn until_blocked_in_blpop(&self) {
+        self.until("a scraper is blocked in BLPOP", || async {
+            let mut conn = self.conn.clone();
+            let clients: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .query_async(&mut conn)
+                .await
+                .expect("CLIENT LIST");
+            clients.contains("cmd=blpop")
+        })
+        .await;
+    }
+
     /// How many connections are subscribed to the access's channel.
     pub async fn subscribers(&self, access: &str) -> usize {
         let mut conn = self.conn.clone();
@@ -527,31 +541,32 @@ impl FeedClient {
     }
 }
 
-/// One SSE block; `None` for a comment alone (a heartbeat).
+/// One SSE block, read as the client library reads it; `None` for a
+/// comment alone (a heartbeat).
 fn parse_sse(block: &str) -> Option<SseEvent> {
-    let mut event = SseEvent {
-        event: String::new(),
-        id: String::new(),
-        data: Value::Null,
-        retry: None,
+    let block = twofa_bridge::client::parse_sse_block(block)?;
+    let data = match block.data.as_str() {
+        "" => Value::Null,
+        json => serde_json::from_str(json).expect("JSON data"),
     };
-    let mut data = String::new();
-    for line in block.lines() {
-        match line.split_once(':') {
-            Some(("event", value)) => event.event = value.trim().to_owned(),
-            Some(("id", value)) => event.id = value.trim().to_owned(),
-            Some(("data", value)) => data.push_str(value.trim()),
-            Some(("retry", value)) => event.retry = Some(value.trim().to_owned()),
-            _ => {}
-        }
-    }
-    if data.is_empty() && event.retry.is_none() {
-        return None;
-    }
-    if !data.is_empty() {
-        event.data = serde_json::from_str(&data).expect("JSON data");
-    }
-    Some(event)
+    Some(SseEvent {
+        event: block.event,
+        id: block.id.unwrap_or_default(),
+        data,
+        retry: block.retry,
+    })
+}
+
+/// Runs the binary on a free loopback port with this environment, expects
+/// it to refuse to start, and returns what it printed on stderr.
+pub fn refused_start(env: &[(&str, &str)]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_twofa-bridge"))
+        .env("TWOFA_LISTEN", "127.0.0.1:0")
+        .envs(env.iter().copied())
+        .output()
+        .expect("the binary runs");
+    assert!(!output.status.success(), "it started");
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// The real `twofa-bridge` binary, serving on a free port, with its log

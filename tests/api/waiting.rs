@@ -63,21 +63,10 @@ async fn a_raw_redis_scraper_wakes_on_blpop_and_reads_the_token() {
     let app = TestApp::spawn().await;
     app.challenge("001", "c1", "123456").await;
     let scraper = app.spawn_blpop("001").await;
-    let mut conn = app.conn.clone();
-    app.until("the scraper is blocked in BLPOP", || {
-        let mut conn = conn.clone();
-        async move {
-            let clients: String = redis::cmd("CLIENT")
-                .arg("LIST")
-                .query_async(&mut conn)
-                .await
-                .expect("CLIENT LIST");
-            clients.contains("cmd=blpop")
-        }
-    })
-    .await;
+    app.until_blocked_in_blpop().await;
     assert_eq!(app.submit("001", "987654").await.status, StatusCode::OK);
     assert_eq!(settled(scraper).await, "token_received");
+    let mut conn = app.conn.clone();
     let token: String = conn.hget("2fa:access:{001}", "token").await.expect("HGET");
     assert_eq!(token, "987654");
     let left: Vec<String> = conn
