@@ -297,6 +297,11 @@ async fn finish<T: Serialize>(call: impl Future<Output = Result<T, ClientError>>
     }
 }
 
+pub fn openapi() -> ExitCode {
+    print!("{}", crate::http::openapi_json());
+    ExitCode::SUCCESS
+}
+
 fn print_json(value: &impl Serialize) -> ExitCode {
     match serde_json::to_string(value) {
         Ok(json) => {

@@ -4,11 +4,25 @@ use axum::Json;
 use axum::extract::State;
 
 use super::AppState;
-use super::error::AppError;
+use super::error::{AppError, ErrorBody};
 use super::extract::{AppJson, PathId};
+use super::openapi::AccessPath;
 use crate::model::{Access, AccessId, Event, Report};
 
-/// `GET /v1/accesses/{access}`, without the token.
+/// `GET /v1/accesses/{access}`: the current challenge, without the token.
+///
+/// The only route that returns an `image` challenge's image.
+#[utoipa::path(
+    get,
+    path = "/v1/accesses/{access}",
+    tag = "scraper",
+    tag = "frontend",
+    params(AccessPath),
+    responses(
+        (status = 200, description = "The current challenge", body = Access),
+        (status = 404, description = "The access has no challenge", body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     PathId(access): PathId<AccessId>,
@@ -22,6 +36,19 @@ pub async fn get(
 }
 
 /// `GET /v1/accesses/{access}/events`: the audit trail, oldest first.
+///
+/// Every transition across attempts; never a token.
+#[utoipa::path(
+    get,
+    path = "/v1/accesses/{access}/events",
+    tag = "scraper",
+    tag = "frontend",
+    params(AccessPath),
+    responses(
+        (status = 200, description = "The audit trail, oldest first", body = Vec<Event>),
+        (status = 404, description = "The access has neither a challenge nor a trail", body = ErrorBody),
+    )
+)]
 pub async fn events(
     State(state): State<AppState>,
     PathId(access): PathId<AccessId>,
@@ -36,6 +63,18 @@ pub async fn events(
 
 /// The scraper used the token at the bank and says how it went. Allowed only
 /// from `token_received`, or from waiting for a `decoupled` challenge.
+#[utoipa::path(
+    put,
+    path = "/v1/accesses/{access}/status",
+    tag = "scraper",
+    params(AccessPath),
+    request_body = Report,
+    responses(
+        (status = 200, description = "The challenge, now `ok` or `rejected`; the token is deleted", body = Access),
+        (status = 404, description = "The access has no challenge", body = ErrorBody),
+        (status = 409, description = "The challenge is not in a status this report may follow", body = ErrorBody),
+    )
+)]
 pub async fn report(
     State(state): State<AppState>,
     PathId(access): PathId<AccessId>,

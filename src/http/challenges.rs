@@ -5,17 +5,33 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::{Extension, Json};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::AppError;
+use super::error::{AppError, ErrorBody};
 use super::extract::{AppJson, AppQuery, PathId};
+use super::openapi::{AccessPath, CustomerPath};
 use crate::auth::Role;
 use crate::model::{
     Access, AccessId, Actor, ChallengeParts, ChallengeRequest, CustomerId, NewChallenge,
 };
 
 /// Starts attempt n+1 of the access's challenge, in status `need`.
+///
+/// Any earlier attempt, whatever its status, is replaced; its token and
+/// reason are deleted.
+#[utoipa::path(
+    put,
+    path = "/v1/accesses/{access}/challenge",
+    tag = "scraper",
+    params(AccessPath),
+    request_body = ChallengeRequest,
+    responses(
+        (status = 201, description = "The new attempt, in status `need`", body = Access,
+            headers(("Location" = String, description = "`/v1/accesses/{access}`"))),
+    )
+)]
 pub async fn post(
     State(state): State<AppState>,
     PathId(access): PathId<AccessId>,
@@ -46,6 +62,13 @@ pub async fn post(
 
 /// `GET /v1/customers/{customer}/challenges`: what the customer must answer,
 /// oldest first. Listing counts as showing: `need` becomes `question_sent`.
+#[utoipa::path(
+    get,
+    path = "/v1/customers/{customer}/challenges",
+    tag = "frontend",
+    params(CustomerPath),
+    responses((status = 200, description = "At most 200 waiting challenges, oldest first; never a token", body = Vec<Access>))
+)]
 pub async fn list(
     State(state): State<AppState>,
     PathId(customer): PathId<CustomerId>,
@@ -54,15 +77,30 @@ pub async fn list(
 }
 
 /// Who cancels, for the audit trail.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CancelQuery {
-    /// `scraper` (the default) or `frontend`.
+    /// `scraper` (the default) or `frontend`; heeded only for an admin key,
+    /// or when authentication is off.
+    #[param(pattern = "^(scraper|frontend)$")]
     by: Option<String>,
 }
 
 /// `DELETE /v1/accesses/{access}/challenge[?by=frontend]`. The caller's
 /// role names who cancelled; `by` counts only for an admin key, or when
 /// authentication is off.
+#[utoipa::path(
+    delete,
+    path = "/v1/accesses/{access}/challenge",
+    tag = "scraper",
+    tag = "frontend",
+    params(AccessPath, CancelQuery),
+    responses(
+        (status = 200, description = "The challenge, now `cancelled`; a waiting scraper gets 410", body = Access),
+        (status = 404, description = "The access has no challenge", body = ErrorBody),
+        (status = 409, description = "The challenge is already final", body = ErrorBody),
+    )
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     PathId(access): PathId<AccessId>,

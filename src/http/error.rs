@@ -7,7 +7,8 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::model::{Invalid, Status};
 use crate::store::StoreError;
@@ -15,6 +16,45 @@ use crate::wait::WaitError;
 
 /// Seconds a client should wait before retrying after a 503.
 const RETRY_AFTER_SECS: &str = "1";
+
+/// Every error's JSON: `{"error":{"code":"…","message":"…"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    /// For a person: what was wrong, never the value itself.
+    pub message: String,
+}
+
+/// The stable, machine-readable part of an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidId,
+    BadRequest,
+    InvalidJson,
+    InvalidBody,
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    UnreadableBody,
+    InvalidToken,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    Conflict,
+    AttemptMismatch,
+    Cancelled,
+    Expired,
+    TooManyRequests,
+    Unavailable,
+    Internal,
+    NoRoute,
+    MethodNotAllowed,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -75,37 +115,48 @@ impl AppError {
         }
     }
 
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    fn status_and_code(&self) -> (StatusCode, ErrorCode) {
         match self {
-            AppError::InvalidId(_) => (StatusCode::BAD_REQUEST, "invalid_id"),
-            AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            AppError::InvalidId(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidId),
+            AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
             AppError::Json(rejection) => match rejection {
-                JsonRejection::JsonSyntaxError(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
+                JsonRejection::JsonSyntaxError(_) => {
+                    (StatusCode::BAD_REQUEST, ErrorCode::InvalidJson)
+                }
                 JsonRejection::JsonDataError(_) => {
-                    (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
+                    (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidBody)
                 }
-                JsonRejection::MissingJsonContentType(_) => {
-                    (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-                }
+                JsonRejection::MissingJsonContentType(_) => (
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    ErrorCode::UnsupportedMediaType,
+                ),
                 _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                    (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+                    (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge)
                 }
-                _ => (StatusCode::BAD_REQUEST, "unreadable_body"),
+                _ => (StatusCode::BAD_REQUEST, ErrorCode::UnreadableBody),
             },
-            AppError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-            AppError::InvalidToken(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_token"),
-            AppError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            AppError::AttemptMismatch(_) => (StatusCode::CONFLICT, "attempt_mismatch"),
-            AppError::Gone(Status::Cancelled) => (StatusCode::GONE, "cancelled"),
-            AppError::Gone(_) => (StatusCode::GONE, "expired"),
-            AppError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
-            AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-            AppError::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
-            AppError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            AppError::Unprocessable(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidBody)
+            }
+            AppError::InvalidToken(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidToken)
+            }
+            AppError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
+            AppError::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
+            AppError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            AppError::Conflict(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
+            AppError::AttemptMismatch(_) => (StatusCode::CONFLICT, ErrorCode::AttemptMismatch),
+            AppError::Gone(Status::Cancelled) => (StatusCode::GONE, ErrorCode::Cancelled),
+            AppError::Gone(_) => (StatusCode::GONE, ErrorCode::Expired),
+            AppError::TooManyRequests(_) => {
+                (StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyRequests)
+            }
+            AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
+            AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
+            AppError::NoRoute => (StatusCode::NOT_FOUND, ErrorCode::NoRoute),
+            AppError::MethodNotAllowed => {
+                (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed)
+            }
         }
     }
 }
@@ -180,7 +231,9 @@ impl IntoResponse for AppError {
             }
             _ => None,
         };
-        let body = json!({ "error": { "code": code, "message": message } });
+        let body = ErrorBody {
+            error: ErrorDetail { code, message },
+        };
         let mut response = (status, Json(body)).into_response();
         if let Some(retry_after) = retry_after {
             response

@@ -12,6 +12,7 @@ use futures_util::Stream;
 use super::AppState;
 use super::error::AppError;
 use super::extract::PathId;
+use super::openapi::CustomerPath;
 use crate::feed::{Feed, FeedItem};
 use crate::model::{CustomerId, StatusChange};
 
@@ -19,6 +20,26 @@ use crate::model::{CustomerId, StatusChange};
 /// failing) should reconnect, with its `Last-Event-ID`.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
+/// The customer's live feed: challenges waiting for them, then every status
+/// change of their accesses, as Server-Sent Events.
+///
+/// `event: challenge` carries an `Access` (delivering it counts as sending
+/// the question); `event: status` carries a `StatusChange`. A comment comes
+/// at least every `TWOFA_FEED_HEARTBEAT_MS`. A client that reconnects with
+/// `Last-Event-ID` gets what it missed, in order. When the gateway stops,
+/// or Redis fails, the feed ends with a `retry:` hint.
+#[utoipa::path(
+    get,
+    path = "/v1/customers/{customer}/events",
+    tag = "frontend",
+    params(
+        CustomerPath,
+        ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received, such as `1764089305123-0`", pattern = "^[0-9]+-[0-9]+$"),
+    ),
+    responses(
+        (status = 200, description = "An endless `text/event-stream`", content_type = "text/event-stream", body = String),
+    )
+)]
 pub async fn events(
     State(state): State<AppState>,
     PathId(customer): PathId<CustomerId>,

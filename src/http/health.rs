@@ -8,29 +8,59 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::AppError;
+use super::error::{AppError, ErrorBody};
+
+/// What the health routes answer when all is well.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` from `/healthz`, `ready` from `/readyz`.
+    #[schema(examples("ok", "ready"))]
+    status: &'static str,
+}
 
 /// `GET /healthz`: the process is up and serving.
-pub async fn alive() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "The process is alive", body = Health))
+)]
+pub async fn alive() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 /// `GET /readyz`: Redis answers and the pub/sub subscriber is connected, so
 /// this instance can both store and wake.
-pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready to serve", body = Health),
+        (status = 503, description = "Redis does not answer, or the subscriber is not connected; the message says which", body = ErrorBody),
+    )
+)]
+pub async fn ready(State(state): State<AppState>) -> Result<Json<Health>, AppError> {
     if !state.waiters.is_connected() {
         return Err(AppError::Unavailable(
             "the Redis subscriber is not connected".to_owned(),
         ));
     }
     state.store.ping().await?;
-    Ok(Json(json!({ "status": "ready" })))
+    Ok(Json(Health { status: "ready" }))
 }
 
 /// `GET /metrics`: the Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "The Prometheus text exposition format", content_type = "text/plain; version=0.0.4", body = String))
+)]
 pub async fn metrics() -> impl IntoResponse {
     (
         [(

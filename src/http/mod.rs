@@ -8,6 +8,7 @@ pub mod error;
 mod extract;
 mod feeds;
 mod health;
+mod openapi;
 mod tokens;
 
 use std::sync::Arc;
@@ -16,8 +17,7 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderName;
 use axum::http::header::AUTHORIZATION;
-use axum::routing::{delete, get, post, put};
-use axum::{Router, middleware};
+use axum::{Extension, Router, middleware};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -27,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{Allowed, ApiKeys};
 use crate::model::ExpiresIn;
@@ -61,53 +63,48 @@ pub struct AppState {
     pub shutdown: CancellationToken,
 }
 
+/// Every route, each registered with its OpenAPI operation, behind the key
+/// check its role needs. `keys` only feeds the auth layers.
+fn routes(keys: &Arc<ApiKeys>) -> OpenApiRouter<AppState> {
+    let scraper = OpenApiRouter::new()
+        .routes(routes!(challenges::post))
+        .routes(routes!(tokens::wait))
+        .routes(routes!(accesses::report));
+    let frontend = OpenApiRouter::new()
+        .routes(routes!(challenges::list))
+        .routes(routes!(feeds::events))
+        .routes(routes!(tokens::submit));
+    let anyone = OpenApiRouter::new()
+        .routes(routes!(challenges::cancel))
+        .routes(routes!(accesses::get))
+        .routes(routes!(accesses::events));
+    let mut routes = openapi::base()
+        .merge(openapi::guarded(keys, Allowed::Scraper, scraper))
+        .merge(openapi::guarded(keys, Allowed::Frontend, frontend))
+        .merge(openapi::guarded(keys, Allowed::Anyone, anyone))
+        .routes(routes!(health::alive))
+        .routes(routes!(health::ready))
+        .routes(routes!(health::metrics))
+        .routes(routes!(openapi::document));
+    openapi::document_bodies(routes.get_openapi_mut());
+    routes
+}
+
+/// The OpenAPI 3.1 description of every route, exactly as `/openapi.json`
+/// serves it.
+pub fn openapi_json() -> String {
+    openapi::render(&routes(&Arc::new(ApiKeys::default())).into_openapi())
+}
+
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
-    let keys = state.keys.clone();
-    let only = |allowed| middleware::from_fn_with_state((keys.clone(), allowed), auth::require);
-    let (scraper, frontend, anyone) = (
-        only(Allowed::Scraper),
-        only(Allowed::Frontend),
-        only(Allowed::Anyone),
-    );
-    Router::new()
-        .route(
-            "/v1/accesses/{access}/challenge",
-            put(challenges::post)
-                .route_layer(scraper.clone())
-                .merge(delete(challenges::cancel).route_layer(anyone.clone())),
-        )
-        .route(
-            "/v1/accesses/{access}/token",
-            get(tokens::wait).route_layer(scraper.clone()),
-        )
-        .route(
-            "/v1/accesses/{access}/status",
-            put(accesses::report).route_layer(scraper),
-        )
-        .route(
-            "/v1/accesses/{access}/events",
-            get(accesses::events).route_layer(anyone.clone()),
-        )
-        .route(
-            "/v1/accesses/{access}",
-            get(accesses::get).route_layer(anyone),
-        )
-        .route(
-            "/v1/customers/{customer}/challenges",
-            get(challenges::list).route_layer(frontend.clone()),
-        )
-        .route(
-            "/v1/customers/{customer}/events",
-            get(feeds::events).route_layer(frontend.clone()),
-        )
-        .route("/v1/tokens", post(tokens::submit).route_layer(frontend))
-        .route("/healthz", get(health::alive))
-        .route("/readyz", get(health::ready))
-        .route("/metrics", get(health::metrics))
+    let (routes, document) = routes(&state.keys).split_for_parts();
+    let rendered = openapi::render(&document);
+    routes
         .route_layer(middleware::from_fn(health::count_request))
         .fallback(|| async { AppError::NoRoute })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
+        .layer(Extension(openapi::Rendered(rendered.into())))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // Spans carry the method, path and request id; never a body, so a
         // token cannot reach a log line through them, and the API key
@@ -162,4 +159,38 @@ pub async fn serve(
     drop(listener);
     connections.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// axum has no API to list a router's routes, but its `Debug` output
+    /// names every path it matches; the fallbacks' own paths come after
+    /// `fallback_router`.
+    fn routed_paths(router: &Router<AppState>) -> BTreeSet<String> {
+        let debug = format!("{router:?}");
+        let routes = debug
+            .split("fallback_router")
+            .next()
+            .expect("split yields at least one part");
+        let path = regex::Regex::new(r#"RouteId\(\d+\): "([^"]+)""#).expect("a regex");
+        path.captures_iter(routes)
+            .map(|found| found[1].to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn every_routed_path_is_documented_and_every_documented_path_routed() {
+        let (router, doc) = routes(&Arc::new(ApiKeys::default())).split_for_parts();
+        let routed = routed_paths(&router);
+        assert!(
+            routed.contains("/healthz"),
+            "the Debug format changed: {routed:?}"
+        );
+        let documented: BTreeSet<String> = doc.paths.paths.keys().cloned().collect();
+        assert_eq!(routed, documented);
+    }
 }

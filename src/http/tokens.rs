@@ -8,10 +8,12 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::AppState;
-use super::error::AppError;
+use super::error::{AppError, ErrorBody};
 use super::extract::{AppJson, AppQuery, PathId};
+use super::openapi::AccessPath;
 use crate::model::{Access, AccessId, Status, TokenAnswer, TokenSubmission};
 use crate::wait::{Answer, wait_for_token};
 
@@ -19,6 +21,21 @@ use crate::wait::{Answer, wait_for_token};
 const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 
 /// Stores the customer's token; the waiting scraper wakes at once.
+#[utoipa::path(
+    post,
+    path = "/v1/tokens",
+    tag = "frontend",
+    request_body = TokenSubmission,
+    responses(
+        (status = 200, description = "The challenge, now `token_received`", body = Access),
+        (status = 404, description = "The access has no challenge", body = ErrorBody),
+        (status = 409, description = "The access is not waiting for a token (`conflict`), or has moved on to another attempt (`attempt_mismatch`)", body = ErrorBody),
+        (status = 410, description = "The challenge is `expired` or `cancelled`", body = ErrorBody),
+        (status = 422, description = "A malformed token (`invalid_body`), or one the challenge's rule refuses (`invalid_token`, with the `validationMessage`); the challenge keeps waiting", body = ErrorBody),
+        (status = 429, description = "Too many submissions for this access", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the next submission may come"))),
+    )
+)]
 pub async fn submit(
     State(state): State<AppState>,
     AppJson(body): AppJson<TokenSubmission>,
@@ -34,9 +51,12 @@ pub async fn submit(
 }
 
 /// Other query parameters (a cache buster, say) are ignored.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WaitQuery {
-    /// Seconds, fractions allowed: 0 looks and returns.
+    /// Seconds, fractions allowed: 0 looks and returns. 30 when absent, at
+    /// most `TWOFA_MAX_WAIT`.
+    #[param(value_type = Option<f64>, minimum = 0)]
     timeout: Option<String>,
 }
 
@@ -61,6 +81,20 @@ impl WaitQuery {
 
 /// `GET /v1/accesses/{access}/token?timeout=30`: a long poll, woken by Redis
 /// the moment the token lands. Reading does not consume the token.
+#[utoipa::path(
+    get,
+    path = "/v1/accesses/{access}/token",
+    tag = "scraper",
+    params(AccessPath, WaitQuery),
+    responses(
+        (status = 200, description = "The token, as soon as it is there", body = TokenAnswer,
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 204, description = "The timeout passed, or the gateway is stopping, and the challenge still waits: ask again"),
+        (status = 404, description = "The access has no challenge", body = ErrorBody),
+        (status = 409, description = "The token was already used (`ok` or `rejected`)", body = ErrorBody),
+        (status = 410, description = "The challenge ended without a token: `expired` or `cancelled`", body = ErrorBody),
+    )
+)]
 pub async fn wait(
     State(state): State<AppState>,
     PathId(access): PathId<AccessId>,

@@ -4,18 +4,21 @@
 use std::num::NonZeroU32;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::challenge::{Choices, ImageUri, Kind, Validation};
 use super::text::{
-    AccessId, BankName, ExpiresIn, Instructions, Question, Reason, Token, ValidationMessage,
+    AccessId, BankName, CustomerId, ExpiresIn, Instructions, Question, Reason, Token,
+    ValidationMessage,
 };
 use super::{Outcome, Status, UnixMillis};
 
 /// `PUT /v1/accesses/{access}/challenge`: the bank's question.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ChallengeRequest {
     /// Checked by the gateway's handler, so a bad id is a 400 as in a path.
+    #[schema(value_type = CustomerId)]
     pub customer: String,
     pub fin_entity_name: BankName,
     pub double_auth_question: Question,
@@ -61,19 +64,21 @@ impl ChallengeRequest {
 }
 
 /// `POST /v1/tokens`: exactly the seed's message, plus an optional attempt.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenSubmission {
     /// Checked by the gateway's handler, so a bad id is a 400 as in a path.
+    #[schema(value_type = AccessId)]
     pub access: String,
     pub token: Token,
     /// When given, the call fails with 409 if the challenge has moved on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<u32>, minimum = 1)]
     pub attempt: Option<NonZeroU32>,
 }
 
 /// `PUT /v1/accesses/{access}/status`: the scraper's verdict.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Report {
     pub status: Outcome,
@@ -82,7 +87,7 @@ pub struct Report {
 }
 
 /// The scraper's answer: the token. Sent with `Cache-Control: no-store`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TokenAnswer {
     pub access: AccessId,
     pub status: Status,
@@ -91,7 +96,7 @@ pub struct TokenAnswer {
 }
 
 /// The data of a live feed's `event: status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct StatusChange {
     pub access: AccessId,
     pub status: Status,

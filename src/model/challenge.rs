@@ -6,6 +6,7 @@ use std::fmt;
 use base64::Engine;
 use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use utoipa::ToSchema;
 
 use super::text::{
     BankName, ChoiceLabel, ChoiceValue, CustomerId, ExpiresIn, Instructions, Invalid, Question,
@@ -13,7 +14,7 @@ use super::text::{
 };
 
 /// What kind of answer the challenge expects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// A one-time code (the default).
@@ -59,7 +60,7 @@ impl Kind {
 }
 
 /// One answer the customer may pick.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Choice {
     pub value: ChoiceValue,

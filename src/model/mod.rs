@@ -8,12 +8,14 @@
 
 mod api;
 mod challenge;
+mod schema;
 mod text;
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize, Serializer};
+use utoipa::ToSchema;
 
 pub use api::{ChallengeRequest, Report, StatusChange, TokenAnswer, TokenSubmission};
 pub use challenge::{
@@ -27,7 +29,7 @@ pub use text::{
 
 /// Where an access is in its lifecycle. The strings are the public contract:
 /// they are stored in the hash, pushed on the wake list and published.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Need,
@@ -79,7 +81,7 @@ impl fmt::Display for Status {
 }
 
 /// What the scraper reports after using the token at the bank.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Ok,
@@ -136,7 +138,7 @@ impl<'de> Deserialize<'de> for UnixMillis {
 }
 
 /// One access's current challenge: the hash, minus the token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Access {
     pub access: AccessId,
@@ -169,7 +171,7 @@ pub struct Access {
 }
 
 /// Who made a transition, as the audit trail records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Actor {
     Scraper,
@@ -194,7 +196,7 @@ impl Actor {
 }
 
 /// One entry of an access's audit trail. It never holds a token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Event {
     /// The stream entry's id, such as `1764089305123-0`.
     pub id: String,

@@ -116,6 +116,7 @@ fn every_subcommand_explains_itself_with_an_example() {
         "list",
         "cancel",
         "inspect",
+        "openapi",
     ] {
         let help = std::process::Command::new(env!("CARGO_BIN_EXE_twofa-bridge"))
             .args([command, "--help"])
@@ -127,6 +128,19 @@ fn every_subcommand_explains_itself_with_an_example() {
             "{command} --help has no example:\n{text}"
         );
     }
+}
+
+#[test]
+fn openapi_prints_the_committed_document_without_a_server() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_twofa-bridge"))
+        .arg("openapi")
+        .env("REDIS_URL", "redis://127.0.0.1:1")
+        .output()
+        .expect("the binary runs");
+    assert!(output.status.success(), "{output:?}");
+    let committed = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json"))
+        .expect("docs/openapi.json");
+    assert!(output.stdout == committed, "docs/openapi.json is stale");
 }
 
 #[tokio::test(flavor = "multi_thread")]

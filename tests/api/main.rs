@@ -16,6 +16,7 @@ mod fuzz;
 mod indexes;
 mod kinds;
 mod lifecycle;
+mod openapi;
 mod operations;
 mod resilience;
 mod secrets;

@@ -1,0 +1,219 @@
+//! The OpenAPI 3.1 description, generated from the handlers' `#[utoipa::path]`
+//! attributes and the model's schemas. Routes are registered through
+//! `utoipa_axum`, so a route cannot exist without its description; and the
+//! auth layer documents the security it enforces, so the two cannot drift.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::http::header;
+use axum::middleware;
+use axum::response::IntoResponse;
+use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+
+use super::AppState;
+use super::auth;
+use super::error::ErrorBody;
+use crate::auth::{Allowed, ApiKeys};
+use crate::model::{AccessId, CustomerId, StatusChange};
+
+/// The name of the security scheme every keyed route names.
+const SCHEME: &str = "apiKey";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "twofa-bridge",
+        description = "Relays a bank's second-factor challenge from a scraper to the customer, \
+            and the customer's token back to the waiting scraper.\n\n\
+            Every error is `{\"error\":{\"code\":\"…\",\"message\":\"…\"}}` (`ErrorBody`). \
+            An unknown path is 404 `no_route`; a known path with another method is 405 \
+            `method_not_allowed`. A 503 carries `Retry-After`.\n\n\
+            With API keys configured, a keyed route needs `Authorization: Bearer <key>` of one \
+            of the roles its security requirement lists (`admin` may call every route). \
+            Without keys the gateway listens on loopback only and asks for none.",
+        license(name = "MIT OR Apache-2.0")
+    ),
+    components(schemas(StatusChange, ErrorBody)),
+    modifiers(&BearerKeys),
+    tags(
+        (name = "scraper", description = "The robot that logs into the bank"),
+        (name = "frontend", description = "TesBack, which shows the challenge to the customer"),
+        (name = "operations", description = "Health, readiness, metrics and this document")
+    )
+)]
+struct ApiDoc;
+
+struct BearerKeys;
+
+impl Modify for BearerKeys {
+    fn modify(&self, doc: &mut Document) {
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.description = Some(
+            "An API key from TWOFA_API_KEYS or TWOFA_API_KEYS_FILE; the role is set there."
+                .to_owned(),
+        );
+        doc.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(SCHEME, SecurityScheme::Http(scheme));
+    }
+}
+
+/// The skeleton every router starts from: info, tags and security scheme.
+pub fn base() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+}
+
+/// Puts `routes` behind the key check for `allowed`, and writes the same
+/// requirement, with its 401 and 403, into each of their operations.
+pub fn guarded(
+    keys: &Arc<ApiKeys>,
+    allowed: Allowed,
+    routes: OpenApiRouter<AppState>,
+) -> OpenApiRouter<AppState> {
+    let mut routes = routes.route_layer(middleware::from_fn_with_state(
+        (keys.clone(), allowed),
+        auth::require,
+    ));
+    let roles = match allowed {
+        Allowed::Scraper => vec!["scraper", "admin"],
+        Allowed::Frontend => vec!["frontend", "admin"],
+        Allowed::Anyone => vec!["scraper", "frontend", "admin"],
+    };
+    for item in routes.get_openapi_mut().paths.paths.values_mut() {
+        for operation in operations(item) {
+            document_guard(operation, &roles);
+        }
+    }
+    routes
+}
+
+fn document_guard(operation: &mut Operation, roles: &[&str]) {
+    operation.security = Some(vec![SecurityRequirement::new(
+        SCHEME,
+        roles.iter().copied(),
+    )]);
+    // Every keyed route reads an id and calls Redis, so each may also
+    // answer 400 and 503.
+    for (status, description) in [
+        ("400", "A malformed id, query parameter or header"),
+        ("401", "No API key, or an unknown one (`unauthorized`)"),
+        ("403", "A key of a role this route is not for (`forbidden`)"),
+        ("503", "Redis is unreachable; retry after `Retry-After`"),
+    ] {
+        add_error(operation, status, description);
+    }
+}
+
+/// Adds the errors every JSON body can cause to each operation that takes
+/// one.
+pub fn document_bodies(doc: &mut Document) {
+    for item in doc.paths.paths.values_mut() {
+        for operation in operations(item) {
+            if operation.request_body.is_none() {
+                continue;
+            }
+            for (status, description) in [
+                (
+                    "400",
+                    "The body is not JSON (`invalid_json`), or an id in it is malformed (`invalid_id`)",
+                ),
+                ("413", "The body is over 256 KiB (`payload_too_large`)"),
+                (
+                    "415",
+                    "The body is not `application/json` (`unsupported_media_type`)",
+                ),
+                (
+                    "422",
+                    "A field is missing, unknown, of the wrong type, or breaks a rule (`invalid_body`)",
+                ),
+            ] {
+                add_error(operation, status, description);
+            }
+        }
+    }
+}
+
+fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// Documents an error response, unless the operation describes that status
+/// more precisely itself.
+fn add_error(operation: &mut Operation, status: &str, description: &str) {
+    operation
+        .responses
+        .responses
+        .entry(status.to_owned())
+        .or_insert_with(|| error_response(description));
+}
+
+/// A response whose body is the error JSON.
+fn error_response(description: &str) -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(ErrorBody::name())))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+/// The `{access}` path parameter.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct AccessPath {
+    /// The scraper's id for one login to one bank account.
+    #[expect(dead_code, reason = "read by the `PathId` extractor, described here")]
+    access: AccessId,
+}
+
+/// The `{customer}` path parameter.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct CustomerPath {
+    /// TesBack's id for the person who answers the challenges.
+    #[expect(dead_code, reason = "read by the `PathId` extractor, described here")]
+    customer: CustomerId,
+}
+
+/// The document as JSON, with a final newline as a file has.
+pub fn render(doc: &Document) -> String {
+    // A tree of strings and maps with string keys: serialising cannot fail.
+    let json = doc
+        .to_pretty_json()
+        .expect("an OpenAPI document serialises to JSON");
+    json + "\n"
+}
+
+/// The document as served, rendered once when the router is built.
+#[derive(Clone)]
+pub struct Rendered(pub Arc<str>);
+
+/// The OpenAPI 3.1 description of this gateway.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "This document", content_type = "application/json"))
+)]
+pub async fn document(Extension(Rendered(json)): Extension<Rendered>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        json.to_string(),
+    )
+}
