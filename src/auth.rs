@@ -25,6 +25,8 @@ pub enum Role {
 }
 
 impl Role {
+    pub const ALL: [Role; 3] = [Role::Scraper, Role::Frontend, Role::Admin];
+
     fn parse(value: &str) -> Option<Role> {
         match value {
             "scraper" => Some(Role::Scraper),

@@ -15,6 +15,7 @@ use crate::model::{Access, AccessId, Event, Report};
 #[utoipa::path(
     get,
     path = "/v1/accesses/{access}",
+    operation_id = "getAccess",
     tag = "scraper",
     tag = "frontend",
     params(AccessPath),
@@ -41,6 +42,7 @@ pub async fn get(
 #[utoipa::path(
     get,
     path = "/v1/accesses/{access}/events",
+    operation_id = "getAuditTrail",
     tag = "scraper",
     tag = "frontend",
     params(AccessPath),
@@ -66,6 +68,7 @@ pub async fn events(
 #[utoipa::path(
     put,
     path = "/v1/accesses/{access}/status",
+    operation_id = "reportOutcome",
     tag = "scraper",
     params(AccessPath),
     request_body = Report,

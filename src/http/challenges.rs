@@ -26,6 +26,7 @@ use crate::model::{
     path = "/v1/accesses/{access}/challenge",
     tag = "scraper",
     params(AccessPath),
+    operation_id = "postChallenge",
     request_body = ChallengeRequest,
     responses(
         (status = 201, description = "The new attempt, in status `need`", body = Access,
@@ -37,12 +38,20 @@ pub async fn post(
     PathId(access): PathId<AccessId>,
     AppJson(body): AppJson<ChallengeRequest>,
 ) -> Result<(StatusCode, [(header::HeaderName, String); 1], Json<Access>), AppError> {
+    let instructions = match (body.instructions, body.label) {
+        (Some(_), Some(_)) => {
+            return Err(AppError::Unprocessable(
+                "give instructions or label, not both".to_owned(),
+            ));
+        }
+        (instructions, label) => instructions.or(label),
+    };
     let challenge = NewChallenge::new(
         CustomerId::parse(body.customer).map_err(AppError::InvalidId)?,
         body.fin_entity_name,
         body.double_auth_question,
         body.expires_in.unwrap_or(state.limits.default_expires_in),
-        body.instructions,
+        instructions,
         ChallengeParts {
             kind: body.kind,
             choices: body.choices,
@@ -65,6 +74,7 @@ pub async fn post(
 #[utoipa::path(
     get,
     path = "/v1/customers/{customer}/challenges",
+    operation_id = "listChallenges",
     tag = "frontend",
     params(CustomerPath),
     responses((status = 200, description = "At most 200 waiting challenges, oldest first; never a token", body = Vec<Access>))
@@ -92,6 +102,7 @@ pub struct CancelQuery {
 #[utoipa::path(
     delete,
     path = "/v1/accesses/{access}/challenge",
+    operation_id = "cancelChallenge",
     tag = "scraper",
     tag = "frontend",
     params(AccessPath, CancelQuery),

@@ -31,6 +31,7 @@ const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 #[utoipa::path(
     get,
     path = "/v1/customers/{customer}/events",
+    operation_id = "followCustomerFeed",
     tag = "frontend",
     params(
         CustomerPath,

@@ -26,6 +26,7 @@ pub struct Health {
 #[utoipa::path(
     get,
     path = "/healthz",
+    operation_id = "healthz",
     tag = "operations",
     responses((status = 200, description = "The process is alive", body = Health))
 )]
@@ -38,10 +39,12 @@ pub async fn alive() -> Json<Health> {
 #[utoipa::path(
     get,
     path = "/readyz",
+    operation_id = "readyz",
     tag = "operations",
     responses(
         (status = 200, description = "Ready to serve", body = Health),
         (status = 503, description = "Redis does not answer, or the subscriber is not connected; the message says which", body = ErrorBody),
+        (status = 500, description = "Redis answered the check with an error (`internal`)", body = ErrorBody),
     )
 )]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Health>, AppError> {
@@ -58,8 +61,9 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Health>, AppErr
 #[utoipa::path(
     get,
     path = "/metrics",
+    operation_id = "metrics",
     tag = "operations",
-    responses((status = 200, description = "The Prometheus text exposition format", content_type = "text/plain; version=0.0.4", body = String))
+    responses((status = 200, description = "The Prometheus text exposition format", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String))
 )]
 pub async fn metrics() -> impl IntoResponse {
     (

@@ -9,7 +9,9 @@ use axum::Extension;
 use axum::http::header;
 use axum::middleware;
 use axum::response::IntoResponse;
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
@@ -18,7 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 use super::AppState;
 use super::auth;
 use super::error::ErrorBody;
-use crate::auth::{Allowed, ApiKeys};
+use crate::auth::{Allowed, ApiKeys, Role};
 use crate::model::{AccessId, CustomerId, StatusChange};
 
 /// The name of the security scheme every keyed route names.
@@ -79,11 +81,11 @@ pub fn guarded(
         (keys.clone(), allowed),
         auth::require,
     ));
-    let roles = match allowed {
-        Allowed::Scraper => vec!["scraper", "admin"],
-        Allowed::Frontend => vec!["frontend", "admin"],
-        Allowed::Anyone => vec!["scraper", "frontend", "admin"],
-    };
+    let roles: Vec<&str> = Role::ALL
+        .into_iter()
+        .filter(|role| role.may(allowed))
+        .map(Role::as_str)
+        .collect();
     for item in routes.get_openapi_mut().paths.paths.values_mut() {
         for operation in operations(item) {
             document_guard(operation, &roles);
@@ -98,12 +100,22 @@ fn document_guard(operation: &mut Operation, roles: &[&str]) {
         roles.iter().copied(),
     )]);
     // Every keyed route reads an id and calls Redis, so each may also
-    // answer 400 and 503.
+    // answer 400, 500 and 503.
     for (status, description) in [
-        ("400", "A malformed id, query parameter or header"),
+        (
+            "400",
+            "A malformed id, query parameter or header (`invalid_id`, `bad_request`)",
+        ),
         ("401", "No API key, or an unknown one (`unauthorized`)"),
         ("403", "A key of a role this route is not for (`forbidden`)"),
-        ("503", "Redis is unreachable; retry after `Retry-After`"),
+        (
+            "500",
+            "Redis answered with an error, or holds a malformed hash (`internal`)",
+        ),
+        (
+            "503",
+            "Redis is down or too slow, or the gateway holds its maximum of long polls and feeds (`unavailable`)",
+        ),
     ] {
         add_error(operation, status, description);
     }
@@ -149,28 +161,42 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
     .flatten()
 }
 
-/// Documents an error response, unless the operation describes that status
-/// more precisely itself.
+/// Documents an error response; where the operation already describes the
+/// status, the new cause is added to its description.
 fn add_error(operation: &mut Operation, status: &str, description: &str) {
-    operation
-        .responses
-        .responses
-        .entry(status.to_owned())
-        .or_insert_with(|| error_response(description));
+    let responses = &mut operation.responses.responses;
+    match responses.get_mut(status) {
+        Some(RefOr::T(response)) => {
+            response.description = format!("{}; or: {description}", response.description);
+        }
+        Some(RefOr::Ref(_)) => {}
+        None => {
+            responses.insert(status.to_owned(), error_response(status, description));
+        }
+    }
 }
 
-/// A response whose body is the error JSON.
-fn error_response(description: &str) -> RefOr<Response> {
-    ResponseBuilder::new()
-        .description(description)
-        .content(
-            "application/json",
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name(ErrorBody::name())))
-                .build(),
-        )
-        .build()
-        .into()
+/// A response whose body is the error JSON, with the headers the gateway
+/// adds to that status.
+fn error_response(status: &str, description: &str) -> RefOr<Response> {
+    let mut response = ResponseBuilder::new().description(description).content(
+        "application/json",
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name(ErrorBody::name())))
+            .build(),
+    );
+    let header = |description: &str| {
+        HeaderBuilder::new()
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .description(Some(description))
+            .build()
+    };
+    match status {
+        "401" => response = response.header("WWW-Authenticate", header("`Bearer`")),
+        "503" => response = response.header("Retry-After", header("Seconds to wait: `1`")),
+        _ => {}
+    }
+    response.build().into()
 }
 
 /// The `{access}` path parameter.
@@ -208,6 +234,7 @@ pub struct Rendered(pub Arc<str>);
 #[utoipa::path(
     get,
     path = "/openapi.json",
+    operation_id = "openapi",
     tag = "operations",
     responses((status = 200, description = "This document", content_type = "application/json"))
 )]

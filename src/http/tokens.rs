@@ -24,6 +24,7 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 #[utoipa::path(
     post,
     path = "/v1/tokens",
+    operation_id = "submitToken",
     tag = "frontend",
     request_body = TokenSubmission,
     responses(
@@ -84,6 +85,7 @@ impl WaitQuery {
 #[utoipa::path(
     get,
     path = "/v1/accesses/{access}/token",
+    operation_id = "waitForToken",
     tag = "scraper",
     params(AccessPath, WaitQuery),
     responses(

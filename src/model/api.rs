@@ -39,10 +39,12 @@ pub struct ChallengeRequest {
     pub validation: Option<Validation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation_message: Option<ValidationMessage>,
-    /// Text to show the customer beside the question; `label` is accepted
-    /// for it too.
-    #[serde(default, alias = "label", skip_serializing_if = "Option::is_none")]
+    /// Text to show the customer beside the question.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instructions: Option<Instructions>,
+    /// Another name for `instructions`; give one or the other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<Instructions>,
 }
 
 impl ChallengeRequest {
@@ -59,6 +61,7 @@ impl ChallengeRequest {
             validation: None,
             validation_message: None,
             instructions: None,
+            label: None,
         }
     }
 }
@@ -90,6 +93,7 @@ pub struct Report {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TokenAnswer {
     pub access: AccessId,
+    /// Always `token_received`.
     pub status: Status,
     pub token: Token,
     pub attempt: u32,

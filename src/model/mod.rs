@@ -153,20 +153,26 @@ pub struct Access {
     pub updated_at: UnixMillis,
     pub expires_at: UnixMillis,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
     pub instructions: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Vec<Choice>)]
     pub choices: Option<Vec<Choice>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
     pub validation: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
     pub validation_message: Option<String>,
     /// Whether the challenge carries an image; the image itself is sent only
     /// by `GET /v1/accesses/{access}`, which fills `image`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub has_image: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
     pub image: Option<String>,
 }
 
@@ -207,6 +213,7 @@ pub struct Event {
     pub at: UnixMillis,
     pub by: Actor,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
     pub reason: Option<String>,
 }
 

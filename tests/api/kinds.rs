@@ -222,6 +222,10 @@ async fn challenges_whose_parts_do_not_fit_their_kind_are_refused() {
             json!({"kind": "choice", "choices": [{"value": "a", "label": "A", "x": 1}, {"value": "b", "label": "B"}]}),
         ),
         (
+            "both instructions and label",
+            json!({"instructions": "a", "label": "b"}),
+        ),
+        (
             "an image challenge without an image",
             json!({"kind": "image"}),
         ),
