@@ -104,6 +104,12 @@ async fn serve(mut config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Every waiting scraper and open feed holds a descriptor: take all the
+    // system allows, as the soft limit (often 1,024) would cap waiters early.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "could not raise the open-file limit"),
+    }
     let shutdown = CancellationToken::new();
     let app = match Application::build(&config, shutdown.clone()).await {
         Ok(app) => app,

@@ -111,7 +111,7 @@ async fn wait(
         subscribed = waiters.subscribe(store.keys().changed(access)) => subscribed?,
         () = shutdown.cancelled() => return Ok(Answer::StillWaiting),
     };
-    let (answer, mut expires_at) = look(store, access).await?;
+    let (answer, mut expires_at) = Box::pin(look(store, access)).await?;
     if !matches!(answer, Answer::StillWaiting) {
         return Ok(answer);
     }
@@ -136,7 +136,9 @@ async fn wait(
         }
         // A waiter that Redis cannot answer for a moment keeps waiting: its
         // client has been told nothing yet, and the token is safe in Redis.
-        match look(store, access).await {
+        // Boxed, so that a parked waiter, which is most of them, does not
+        // carry the read's state machine in its own future.
+        match Box::pin(look(store, access)).await {
             Ok((Answer::StillWaiting, deadline_now)) => {
                 expires_at = deadline_now;
                 read_again_at = None;

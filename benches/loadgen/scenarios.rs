@@ -1,0 +1,682 @@
+//! The four scenarios of the benchmark, each printing one or two tables.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hyper::{Method, StatusCode};
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use twofa_bridge::redis_server::RedisServer;
+
+use crate::Result;
+use crate::client::{Conn, calls};
+use crate::processes::{self, Server};
+use crate::report::{Latencies, Table, ms};
+
+/// Connections that create challenges and submit tokens.
+const POOL: usize = 32;
+/// Connections opening at once, so the gateway's accept backlog keeps up.
+const CONNECTING: usize = 256;
+/// A long poll's timeout: longer than any scenario.
+const WAIT_SECS: u64 = 3600;
+/// Concurrent scrapers in the throughput scenario.
+const SCRAPERS: usize = 64;
+
+/// How big a run is: the figures, or a smoke run that only shows it works.
+pub struct Sizes {
+    pub waiters: Vec<usize>,
+    pub rates: Vec<usize>,
+    /// Seconds of submissions per wake-latency row.
+    pub seconds: f64,
+    /// How long idle Redis traffic is counted.
+    pub idle_window: Duration,
+    pub throughput_window: Duration,
+    /// Challenges answered in the `POST /v1/tokens` rate run.
+    pub tokens: usize,
+    pub memory_steps: Vec<usize>,
+}
+
+impl Sizes {
+    pub fn full() -> Sizes {
+        Sizes {
+            waiters: vec![100, 1_000, 10_000],
+            rates: vec![200, 1_000],
+            seconds: 5.0,
+            idle_window: Duration::from_secs(3),
+            throughput_window: Duration::from_secs(5),
+            tokens: 50_000,
+            memory_steps: vec![0, 5_000, 15_000],
+        }
+    }
+
+    pub fn smoke() -> Sizes {
+        Sizes {
+            waiters: vec![10],
+            rates: vec![200],
+            seconds: 0.05,
+            idle_window: Duration::from_millis(200),
+            throughput_window: Duration::from_millis(200),
+            tokens: 100,
+            memory_steps: vec![0, 10],
+        }
+    }
+}
+
+pub struct Bench {
+    pub sizes: Sizes,
+    /// Dropped (killed) before Redis, so it has nothing to complain of.
+    gateway: Server,
+    redis: RedisServer,
+    admin: MultiplexedConnection,
+    /// Makes every run's access ids new.
+    runs: usize,
+}
+
+impl Bench {
+    pub async fn start(sizes: Sizes) -> Result<Bench> {
+        let redis = RedisServer::start()?;
+        let gateway = Server::gateway(&redis.url())?;
+        let admin = processes::admin(&redis.url()).await?;
+        Ok(Bench {
+            sizes,
+            gateway,
+            redis,
+            admin,
+            runs: 0,
+        })
+    }
+
+    /// `n` new access ids, each with a challenge waiting for its token.
+    async fn challenges(&mut self, n: usize) -> Result<Arc<Vec<String>>> {
+        self.runs += 1;
+        let run = self.runs;
+        let ids: Arc<Vec<String>> = Arc::new((0..n).map(|i| format!("r{run}-{i}")).collect());
+        let posted = ids.clone();
+        for_each(self.gateway.addr, POOL, n, move |i| {
+            let customer = format!("r{run}-c{}", i % 100);
+            let path = calls::challenge_path(&posted[i]);
+            (
+                Method::PUT,
+                path,
+                Some(calls::challenge(&customer)),
+                StatusCode::CREATED,
+            )
+        })
+        .await?;
+        Ok(ids)
+    }
+
+    /// Scenario 1: long polls woken by a token, against Redis's own floor.
+    pub async fn wake_latency(&mut self) -> Result<()> {
+        let mut table = Table::new(
+            "1. Wake latency: POST /v1/tokens sent → the long poll's 200 received",
+            &[
+                "waiters",
+                "tokens/s",
+                "samples",
+                "p50 ms",
+                "p99 ms",
+                "max ms",
+                "p50 × floor",
+                "p99 × floor",
+                "Redis cmds/s, idle",
+            ],
+        );
+        let largest = self.sizes.waiters.iter().max().copied().unwrap_or(1);
+        let floor_samples = self.samples(largest, self.sizes.rates[0]).max(200);
+        let floor = redis_floor(&self.redis.url(), 100, floor_samples, self.sizes.rates[0]).await?;
+        for n in self.sizes.waiters.clone() {
+            for (r, rate) in self.sizes.rates.clone().into_iter().enumerate() {
+                let ids = self.challenges(n).await?;
+                let waiters = spawn_waiters(self.gateway.addr, &ids);
+                self.gateway.until_waiters(n).await?;
+                let idle = if r == 0 {
+                    let rate = processes::command_rate(&mut self.admin, self.sizes.idle_window);
+                    format!("{:.1}", rate.await?)
+                } else {
+                    "".to_owned()
+                };
+                let samples = self.samples(n, rate);
+                let sent = submit_at_rate(self.gateway.addr, &ids, samples, rate).await?;
+                let latencies = received_after(waiters, &sent).await?;
+                self.gateway.until_waiters(0).await?;
+                let mut row = latency_cells(n, rate, &latencies);
+                row.extend([
+                    ratio(latencies.p50(), floor.p50()),
+                    ratio(latencies.p99(), floor.p99()),
+                    idle,
+                ]);
+                table.row(row);
+            }
+        }
+        table.row(vec![
+            "Redis floor: BLPOP woken by RPUSH".to_owned(),
+            self.sizes.rates[0].to_string(),
+            floor.len().to_string(),
+            ms(floor.p50()),
+            ms(floor.p99()),
+            ms(floor.max()),
+            "1".to_owned(),
+            "1".to_owned(),
+            String::new(),
+        ]);
+        table.print();
+        Ok(())
+    }
+
+    /// Scenario 2: the old design, a GET of the access every second.
+    pub async fn polling(&mut self) -> Result<()> {
+        let mut table = Table::new(
+            "2. Polling baseline: GET /v1/accesses/{access} every 1 s",
+            &[
+                "pollers",
+                "tokens/s",
+                "samples",
+                "p50 ms",
+                "p99 ms",
+                "max ms",
+                "Redis cmds/s, idle",
+                "per poller per s",
+            ],
+        );
+        let rate = self.sizes.rates[0];
+        for n in self.sizes.waiters.clone() {
+            let ids = self.challenges(n).await?;
+            let pollers = spawn_pollers(self.gateway.addr, &ids);
+            // Every poller has started its cycle before the count begins.
+            tokio::time::sleep(Duration::from_millis(1_500)).await;
+            let idle = processes::command_rate(&mut self.admin, self.sizes.idle_window).await?;
+            let samples = self.samples(n, rate);
+            let sent = submit_at_rate(self.gateway.addr, &ids, samples, rate).await?;
+            let latencies = received_after(pollers, &sent).await?;
+            let mut row = latency_cells(n, rate, &latencies);
+            row.extend([format!("{idle:.1}"), format!("{:.2}", idle / n as f64)]);
+            table.row(row);
+        }
+        table.print();
+        Ok(())
+    }
+
+    /// Scenario 3: full cycles, then `POST /v1/tokens` flat out, against a
+    /// bare axum route.
+    pub async fn throughput(&mut self) -> Result<()> {
+        let mut table = Table::new(
+            &format!("3. Throughput, {SCRAPERS} concurrent connections"),
+            &[
+                "what",
+                "count",
+                "seconds",
+                "per second",
+                "vs bare axum",
+                "CPU: server",
+                "Redis",
+                "load generator",
+            ],
+        );
+        let redis_pid = processes::redis_pid(&mut self.admin).await?;
+        let gateway_pid = self.gateway.pid().to_string();
+        let addr = self.gateway.addr;
+        let window = self.sizes.throughput_window;
+        let usage = Usage::start(&gateway_pid, &redis_pid)?;
+        let (cycles, elapsed) = full_cycles(addr, window).await?;
+        let mut row = vec![
+            "full cycles (challenge, list, submit, wait, ok)".to_owned(),
+            cycles.to_string(),
+            format!("{:.2}", elapsed.as_secs_f64()),
+            format!("{:.0}", cycles as f64 / elapsed.as_secs_f64()),
+            String::new(),
+        ];
+        row.extend(usage.finish(elapsed)?);
+        table.row(row);
+
+        let n = self.sizes.tokens;
+        let ids = self.challenges(n).await?;
+        let usage = Usage::start(&gateway_pid, &redis_pid)?;
+        let started = Instant::now();
+        for_each(addr, SCRAPERS, n, move |i| {
+            (
+                Method::POST,
+                "/v1/tokens".to_owned(),
+                Some(calls::token(&ids[i])),
+                StatusCode::OK,
+            )
+        })
+        .await?;
+        let ours = started.elapsed();
+        let ours_usage = usage.finish(ours)?;
+
+        let bare = Server::bare()?;
+        let usage = Usage::start(&bare.pid().to_string(), &redis_pid)?;
+        let started = Instant::now();
+        for_each(bare.addr, SCRAPERS, n, move |i| {
+            let access = format!("r0-{i}");
+            (
+                Method::POST,
+                "/v1/tokens".to_owned(),
+                Some(calls::token(&access)),
+                StatusCode::OK,
+            )
+        })
+        .await?;
+        let ceiling = started.elapsed();
+        let bare_usage = usage.finish(ceiling)?;
+        let rate = |elapsed: Duration| n as f64 / elapsed.as_secs_f64();
+        let mut row = vec![
+            "POST /v1/tokens, each storing a token".to_owned(),
+            n.to_string(),
+            format!("{:.2}", ours.as_secs_f64()),
+            format!("{:.0}", rate(ours)),
+            format!("{:.0} %", 100.0 * rate(ours) / rate(ceiling)),
+        ];
+        row.extend(ours_usage);
+        table.row(row);
+        let mut row = vec![
+            "bare axum POST route (JSON in, JSON out)".to_owned(),
+            n.to_string(),
+            format!("{:.2}", ceiling.as_secs_f64()),
+            format!("{:.0}", rate(ceiling)),
+            "100 %".to_owned(),
+        ];
+        row.extend(bare_usage);
+        table.row(row);
+        table.print();
+        Ok(())
+    }
+
+    /// Scenario 4: a fresh gateway's memory as long polls pile up.
+    pub async fn memory(&mut self) -> Result<()> {
+        let mut table = Table::new(
+            "4. Memory per waiter: a fresh gateway's RSS",
+            &[
+                "waiting long polls",
+                "RSS MiB",
+                "bytes per waiter",
+                "Redis connections",
+            ],
+        );
+        self.gateway = Server::gateway(&self.redis.url())?;
+        let steps = self.sizes.memory_steps.clone();
+        let largest = steps.iter().max().copied().unwrap_or(0);
+        let ids = self.challenges(largest).await?;
+        self.gateway.until_waiters(0).await?;
+        let base = self.gateway.rss_bytes()?;
+        let mut held: Vec<JoinHandle<Result<Instant>>> = Vec::new();
+        for n in steps {
+            let more: Vec<String> = ids[held.len()..n].to_vec();
+            let offset = held.len();
+            held.extend(spawn_waiters_from(
+                self.gateway.addr,
+                Arc::new(more),
+                offset,
+            ));
+            self.gateway.until_waiters(n).await?;
+            let rss = self.gateway.rss_bytes()?;
+            let per_waiter = match n {
+                0 => String::new(),
+                n => format!("{:.0}", rss.saturating_sub(base) as f64 / n as f64),
+            };
+            table.row(vec![
+                n.to_string(),
+                format!("{:.1}", rss as f64 / (1024.0 * 1024.0)),
+                per_waiter,
+                processes::gateway_connections(&mut self.admin)
+                    .await?
+                    .to_string(),
+            ]);
+        }
+        for waiter in held {
+            waiter.abort();
+        }
+        table.print();
+        Ok(())
+    }
+
+    /// Tokens submitted per row: `seconds` worth at `rate`, at most `n`.
+    fn samples(&self, n: usize, rate: usize) -> usize {
+        let worth = (self.sizes.seconds * rate as f64).ceil() as usize;
+        n.min(worth.max(1))
+    }
+}
+
+/// CPU used by the server, Redis and this process over a run, each as a
+/// share of one core: which of them is the bottleneck.
+struct Usage {
+    pids: [String; 3],
+    before: [Duration; 3],
+}
+
+impl Usage {
+    fn start(server: &str, redis: &str) -> Result<Usage> {
+        let pids = [server.to_owned(), redis.to_owned(), "self".to_owned()];
+        let mut before = [Duration::ZERO; 3];
+        for (time, pid) in before.iter_mut().zip(&pids) {
+            *time = processes::cpu_time(pid)?;
+        }
+        Ok(Usage { pids, before })
+    }
+
+    fn finish(self, elapsed: Duration) -> Result<Vec<String>> {
+        self.pids
+            .iter()
+            .zip(self.before)
+            .map(|(pid, before)| {
+                let used = processes::cpu_time(pid)?.saturating_sub(before);
+                Ok(format!(
+                    "{:.0} %",
+                    100.0 * used.as_secs_f64() / elapsed.as_secs_f64()
+                ))
+            })
+            .collect()
+    }
+}
+
+/// A latency row's first cells: who waited, how fast tokens came, and the
+/// percentiles.
+fn latency_cells(n: usize, rate: usize, latencies: &Latencies) -> Vec<String> {
+    vec![
+        n.to_string(),
+        rate.to_string(),
+        latencies.len().to_string(),
+        ms(latencies.p50()),
+        ms(latencies.p99()),
+        ms(latencies.max()),
+    ]
+}
+
+fn ratio(ours: Duration, floor: Duration) -> String {
+    format!("{:.1}", ours.as_secs_f64() / floor.as_secs_f64().max(1e-9))
+}
+
+/// Sends `n` requests over `conns` keep-alive connections, each made by
+/// `request(i)`, and fails on any answer but the expected one.
+async fn for_each(
+    server: std::net::SocketAddr,
+    conns: usize,
+    n: usize,
+    request: impl Fn(usize) -> (Method, String, Option<String>, StatusCode) + Send + Sync + 'static,
+) -> Result<()> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let request = Arc::new(request);
+    let tasks: Vec<JoinHandle<Result<()>>> = (0..conns.min(n.max(1)))
+        .map(|k| {
+            let (next, request) = (next.clone(), request.clone());
+            tokio::spawn(async move {
+                let mut conn = Conn::open(server, k).await?;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        return Ok(());
+                    }
+                    let (method, path, body, expected) = request(i);
+                    conn.expect(expected, method, &path, body).await?;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    Ok(())
+}
+
+fn spawn_waiters(
+    server: std::net::SocketAddr,
+    ids: &Arc<Vec<String>>,
+) -> Vec<JoinHandle<Result<Instant>>> {
+    spawn_waiters_from(server, ids.clone(), 0)
+}
+
+/// One long poll per id, each on its own connection, re-polling on 204;
+/// each task ends with the moment its token arrived.
+fn spawn_waiters_from(
+    server: std::net::SocketAddr,
+    ids: Arc<Vec<String>>,
+    offset: usize,
+) -> Vec<JoinHandle<Result<Instant>>> {
+    let connecting = Arc::new(Semaphore::new(CONNECTING));
+    (0..ids.len())
+        .map(|i| {
+            let (ids, connecting) = (ids.clone(), connecting.clone());
+            tokio::spawn(async move {
+                let permit = connecting.acquire_owned().await?;
+                let mut conn = Conn::open(server, POOL + offset + i).await?;
+                drop(permit);
+                let path = calls::wait_path(&ids[i], WAIT_SECS);
+                loop {
+                    let (status, body) = conn.send(Method::GET, &path, None).await?;
+                    match status {
+                        StatusCode::OK => return Ok(Instant::now()),
+                        StatusCode::NO_CONTENT => continue,
+                        other => {
+                            let body = String::from_utf8_lossy(&body);
+                            return Err(format!("a long poll answered {other}: {body}").into());
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// The old design: each access read once a second, phases spread evenly,
+/// until it shows `token_received`.
+fn spawn_pollers(
+    server: std::net::SocketAddr,
+    ids: &Arc<Vec<String>>,
+) -> Vec<JoinHandle<Result<Instant>>> {
+    let connecting = Arc::new(Semaphore::new(CONNECTING));
+    let n = ids.len();
+    (0..n)
+        .map(|i| {
+            let (ids, connecting) = (ids.clone(), connecting.clone());
+            tokio::spawn(async move {
+                let permit = connecting.acquire_owned().await?;
+                let mut conn = Conn::open(server, POOL + i).await?;
+                drop(permit);
+                let path = format!("/v1/accesses/{}", ids[i]);
+                let phase = Duration::from_secs_f64(i as f64 / n as f64);
+                let mut next = Instant::now() + phase;
+                loop {
+                    tokio::time::sleep_until(next).await;
+                    let body = conn
+                        .expect(StatusCode::OK, Method::GET, &path, None)
+                        .await?;
+                    let access: serde_json::Value = serde_json::from_slice(&body)?;
+                    if access["status"] == "token_received" {
+                        return Ok(Instant::now());
+                    }
+                    next += Duration::from_secs(1);
+                }
+            })
+        })
+        .collect()
+}
+
+/// Which submissions a submitter sent, and when.
+type Sent = Vec<(usize, Instant)>;
+
+/// Submits the first `samples` ids' tokens at a steady `rate`, from a few
+/// connections, and returns when each was sent.
+async fn submit_at_rate(
+    server: std::net::SocketAddr,
+    ids: &Arc<Vec<String>>,
+    samples: usize,
+    rate: usize,
+) -> Result<Vec<Instant>> {
+    let submitters = 16.min(samples);
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let start = Instant::now() + Duration::from_millis(10);
+    let tasks: Vec<JoinHandle<Result<Sent>>> = (0..submitters)
+        .map(|k| {
+            let ids = ids.clone();
+            tokio::spawn(async move {
+                let mut conn = Conn::open(server, 60_000 - 1 - k).await?;
+                let mut sent = Vec::new();
+                for i in (k..samples).step_by(submitters) {
+                    tokio::time::sleep_until(start + interval * i as u32).await;
+                    let at = Instant::now();
+                    let body = calls::token(&ids[i]);
+                    conn.expect(StatusCode::OK, Method::POST, "/v1/tokens", Some(body))
+                        .await?;
+                    sent.push((i, at));
+                }
+                Ok(sent)
+            })
+        })
+        .collect();
+    let mut sent = vec![start; samples];
+    for task in tasks {
+        for (i, at) in task.await?? {
+            sent[i] = at;
+        }
+    }
+    Ok(sent)
+}
+
+/// Each sampled waiter's latency from its token's submission; the others
+/// are stopped.
+async fn received_after(
+    waiters: Vec<JoinHandle<Result<Instant>>>,
+    sent: &[Instant],
+) -> Result<Latencies> {
+    let mut latencies = Vec::with_capacity(sent.len());
+    for (i, waiter) in waiters.into_iter().enumerate() {
+        match sent.get(i) {
+            Some(at) => {
+                let received = tokio::time::timeout(Duration::from_secs(60), waiter)
+                    .await
+                    .map_err(|_| "a waiter never got its token")???;
+                latencies.push(received.saturating_duration_since(*at));
+            }
+            None => waiter.abort(),
+        }
+    }
+    Ok(Latencies::new(latencies))
+}
+
+/// Scrapers in a loop of whole cycles for `window`.
+async fn full_cycles(server: std::net::SocketAddr, window: Duration) -> Result<(usize, Duration)> {
+    let started = Instant::now();
+    let deadline = started + window;
+    let tasks: Vec<JoinHandle<Result<usize>>> = (0..SCRAPERS)
+        .map(|k| {
+            tokio::spawn(async move {
+                let mut conn = Conn::open(server, k).await?;
+                let customer = format!("cycle-{k}");
+                let mut cycles = 0;
+                while Instant::now() < deadline {
+                    let access = format!("cycle-{k}-{cycles}");
+                    let body = Some(calls::challenge(&customer));
+                    conn.expect(
+                        StatusCode::CREATED,
+                        Method::PUT,
+                        &calls::challenge_path(&access),
+                        body,
+                    )
+                    .await?;
+                    let list = format!("/v1/customers/{customer}/challenges");
+                    conn.expect(StatusCode::OK, Method::GET, &list, None)
+                        .await?;
+                    let token = Some(calls::token(&access));
+                    conn.expect(StatusCode::OK, Method::POST, "/v1/tokens", token)
+                        .await?;
+                    conn.expect(
+                        StatusCode::OK,
+                        Method::GET,
+                        &calls::wait_path(&access, 5),
+                        None,
+                    )
+                    .await?;
+                    let ok = Some(r#"{"status":"ok"}"#.to_owned());
+                    conn.expect(
+                        StatusCode::OK,
+                        Method::PUT,
+                        &format!("/v1/accesses/{access}/status"),
+                        ok,
+                    )
+                    .await?;
+                    cycles += 1;
+                }
+                Ok(cycles)
+            })
+        })
+        .collect();
+    let mut cycles = 0;
+    for task in tasks {
+        cycles += task.await??;
+    }
+    Ok((cycles, started.elapsed()))
+}
+
+/// The floor: `waiters` connections blocked in BLPOP, each woken by an
+/// RPUSH from another connection at a steady `rate`, in rounds until
+/// `samples` wake-ups are timed.
+async fn redis_floor(url: &str, waiters: usize, samples: usize, rate: usize) -> Result<Latencies> {
+    let client = redis::Client::open(url)?;
+    let blocking = AsyncConnectionConfig::new().set_response_timeout(None);
+    let mut conns = Vec::with_capacity(waiters);
+    for _ in 0..waiters {
+        conns.push(
+            client
+                .get_multiplexed_async_connection_with_config(&blocking)
+                .await?,
+        );
+    }
+    let mut pusher = client.get_multiplexed_async_connection().await?;
+    let mut admin = client.get_multiplexed_async_connection().await?;
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let mut latencies = Vec::with_capacity(samples);
+    while latencies.len() < samples {
+        let tasks: Vec<JoinHandle<Result<(MultiplexedConnection, Instant)>>> = conns
+            .drain(..)
+            .enumerate()
+            .map(|(i, mut conn)| {
+                tokio::spawn(async move {
+                    let _: (String, String) = redis::cmd("BLPOP")
+                        .arg(format!("floor:{i}"))
+                        .arg(0)
+                        .query_async(&mut conn)
+                        .await?;
+                    Ok((conn, Instant::now()))
+                })
+            })
+            .collect();
+        until_blocked(&mut admin, waiters).await?;
+        let start = Instant::now();
+        let mut sent = Vec::with_capacity(waiters);
+        for i in 0..waiters {
+            tokio::time::sleep_until(start + interval * i as u32).await;
+            sent.push(Instant::now());
+            redis::cmd("RPUSH")
+                .arg(format!("floor:{i}"))
+                .arg("x")
+                .query_async::<()>(&mut pusher)
+                .await?;
+        }
+        for (task, at) in tasks.into_iter().zip(sent) {
+            let (conn, received) = task.await??;
+            latencies.push(received.saturating_duration_since(at));
+            conns.push(conn);
+        }
+    }
+    Ok(Latencies::new(latencies))
+}
+
+async fn until_blocked(admin: &mut MultiplexedConnection, n: usize) -> Result<()> {
+    loop {
+        let info: String = redis::cmd("INFO").arg("clients").query_async(admin).await?;
+        let blocked = info
+            .lines()
+            .find_map(|line| line.strip_prefix("blocked_clients:"))
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .ok_or("no blocked_clients in INFO clients")?;
+        if blocked >= n {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
