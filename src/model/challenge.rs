@@ -8,6 +8,7 @@ use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use utoipa::ToSchema;
 
+use super::Access;
 use super::text::{
     BankName, ChoiceLabel, ChoiceValue, CustomerId, ExpiresIn, Instructions, Invalid, Question,
     Token, ValidationMessage,
@@ -302,6 +303,21 @@ pub struct AnswerRule {
 }
 
 impl AnswerRule {
+    /// The rule of a challenge as stored; `Invalid` only if its validation
+    /// no longer compiles (a hand-edited hash).
+    pub fn of(access: &Access) -> Result<AnswerRule, Invalid> {
+        Ok(AnswerRule {
+            kind: access.kind,
+            choices: access.choices.clone(),
+            validation: access
+                .validation
+                .as_deref()
+                .map(Validation::parse)
+                .transpose()?,
+            validation_message: access.validation_message.clone(),
+        })
+    }
+
     /// Whether the customer's token may be sent to the bank. The reason
     /// never quotes the token.
     pub fn check(&self, token: &Token) -> Result<(), Invalid> {

@@ -6,9 +6,7 @@
 use std::collections::HashMap;
 
 use super::StoreError;
-use crate::model::{
-    Access, AccessId, AnswerRule, Choice, CustomerId, Kind, Status, UnixMillis, Validation,
-};
+use crate::model::{Access, AccessId, Choice, CustomerId, Kind, Status, UnixMillis};
 
 pub(super) struct Fields<'a> {
     access: &'a AccessId,
@@ -83,23 +81,6 @@ impl<'a> Fields<'a> {
             .map(|json| serde_json::from_str(json))
             .transpose()
             .map_err(|e| self.malformed(format!("field `choices`: {e}")))
-    }
-
-    /// The status, the challenge's started_at and the rule a token must
-    /// follow.
-    pub(super) fn into_rule(self) -> Result<(Status, UnixMillis, AnswerRule), StoreError> {
-        let validation = self
-            .optional("validation")
-            .map(Validation::parse)
-            .transpose()
-            .map_err(|e| self.malformed(format!("field `validation`: {e}")))?;
-        let rule = AnswerRule {
-            kind: self.kind()?,
-            choices: self.choices()?,
-            validation,
-            validation_message: self.optional("validation_message"),
-        };
-        Ok((self.status()?, self.millis("started_at")?, rule))
     }
 
     pub(super) fn into_access(self) -> Result<Access, StoreError> {

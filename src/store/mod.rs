@@ -36,8 +36,8 @@ use redis::streams::StreamRangeReply;
 
 use crate::metrics;
 use crate::model::{
-    Access, AccessId, Actor, CustomerId, Event, ImageUri, Instructions, NewChallenge, Outcome,
-    Reason, Status, Token, UnixMillis, Validation,
+    Access, AccessId, Actor, AnswerRule, CustomerId, Event, ImageUri, Instructions, NewChallenge,
+    Outcome, Reason, Status, Token, UnixMillis, Validation,
 };
 pub use feed::{FeedEntry, FeedEvent, FeedRead};
 use hash::Fields;
@@ -54,17 +54,6 @@ const POST_ATTEMPTS: usize = 3;
 
 /// The window of the rate limit on token submissions.
 const SUBMISSION_WINDOW: Duration = Duration::from_secs(60);
-
-/// The hash fields a token is checked against.
-const RULE_FIELDS: [&str; 7] = [
-    "status",
-    "attempt",
-    "started_at",
-    "kind",
-    "choices",
-    "validation",
-    "validation_message",
-];
 
 /// How long the sweep leaves an entry whose post may still be writing before
 /// it looks again.
@@ -166,6 +155,8 @@ struct Step {
     access: Option<Access>,
     /// Only the scraper's read asks for it.
     token: Option<String>,
+    /// Milliseconds until a throttled submission may come.
+    retry_after: Option<String>,
 }
 
 #[derive(Clone)]
@@ -387,59 +378,42 @@ impl Store {
         attempt: Option<u32>,
     ) -> Result<Access, StoreError> {
         let attempt = attempt.map(|a| a.to_string()).unwrap_or_default();
+        let window = millis(SUBMISSION_WINDOW).to_string();
+        // The started_at of the challenge whose rule the token passed.
+        let mut checked = String::new();
         for look in 0..POST_ATTEMPTS {
-            let names = self.keys().access(access);
-            let mut conn = self.conn.clone();
-            // Counted once per request, on its first look.
+            // Counted once per request, on its first call.
             let limit = match look {
                 0 => self.options.submissions_per_minute.to_string(),
                 _ => String::new(),
             };
-            let mut invocation = SCRIPTS.begin_submission.key(&names.hash);
-            invocation
-                .key(&names.submissions)
-                .arg(limit)
-                .arg(millis(SUBMISSION_WINDOW));
-            for field in RULE_FIELDS {
-                invocation.arg(field);
-            }
-            let reply: Vec<Option<String>> =
-                self.bounded(invocation.invoke_async(&mut conn)).await?;
-            let (outcome, values) = reply.split_first().unwrap_or((&None, &[]));
-            match outcome.as_deref() {
-                Some("ok") => {}
-                Some("throttled") => {
-                    let wait = values.first().cloned().flatten().unwrap_or_default();
-                    let wait = Duration::from_millis(wait.parse().unwrap_or(1_000));
+            let args = [token.expose(), &attempt, &checked, &limit, &window];
+            let step = self.step(&SCRIPTS.submit_token, access, &args).await?;
+            let current = match (step.outcome.as_str(), step.access) {
+                ("throttled", _) => {
+                    let wait = step.retry_after.and_then(|ms| ms.parse().ok());
+                    let wait = Duration::from_millis(wait.unwrap_or(1_000));
                     return Err(StoreError::Throttled(wait));
                 }
-                _ => return Err(StoreError::NotFound(access.clone())),
-            }
-            let pairs = RULE_FIELDS
-                .iter()
-                .zip(values.iter().cloned())
-                .filter_map(|(field, value)| Some([field.to_string(), value?]));
-            let fields = Fields::from_pairs(access, pairs.flatten());
-            let (status, checked, rule) = fields.into_rule()?;
-            if status.is_waiting()
-                && let Err(refused) = rule.check(token)
-            {
-                // Refused, unless the challenge is past its deadline: then
-                // the step below expires it and answers 410, as for any token.
-                let still_waiting = self
-                    .access(access)
-                    .await?
-                    .is_some_and(|now| now.status.is_waiting());
-                if still_waiting {
-                    return Err(StoreError::InvalidAnswer(refused.to_string()));
+                ("check_rule" | "rule_changed", Some(current)) => current,
+                (outcome, found) => {
+                    let step = Step {
+                        outcome: outcome.to_owned(),
+                        access: found,
+                        ..step
+                    };
+                    return step.into_result(access);
                 }
-            }
-            let checked = checked.0.to_string();
-            let args = [token.expose(), attempt.as_str(), checked.as_str()];
-            let step = self.step(&SCRIPTS.submit_token, access, &args).await?;
-            if step.outcome != "rule_changed" {
-                return step.into_result(access);
-            }
+            };
+            // A wrong token is refused before it burns one of the bank's
+            // attempts, and the challenge keeps waiting.
+            let rule = AnswerRule::of(&current).map_err(|e| StoreError::Malformed {
+                access: access.to_string(),
+                problem: format!("field `validation`: {e}"),
+            })?;
+            rule.check(token)
+                .map_err(|refused| StoreError::InvalidAnswer(refused.to_string()))?;
+            checked = current.started_at.0.to_string();
         }
         Err(StoreError::Contended(access.clone()))
     }
@@ -632,6 +606,7 @@ impl Store {
         invocation
             .key(&names.wake)
             .key(&names.events)
+            .key(&names.submissions)
             .arg(&names.changed);
         for arg in args {
             invocation.arg(*arg);
@@ -647,6 +622,7 @@ impl Store {
         let mut fields = Fields::from_pairs(access, reply.split_off(2));
         let token = fields.take("token");
         let moves = fields.take("moves");
+        let retry_after = fields.take("retry_after_ms");
         let step = Step {
             left_waiting: reply[1] == "1",
             outcome: std::mem::take(&mut reply[0]),
@@ -656,6 +632,7 @@ impl Store {
                 Some(fields.into_access()?)
             },
             token,
+            retry_after,
         };
         // The feed entry and the index cleanup touch other slots and need
         // nothing from each other: both at once, so the feed is written as

@@ -29,11 +29,10 @@ pub(super) struct Scripts {
     pub due: Script,
     pub feed_add: Script,
     pub feed_since: Script,
-    pub begin_submission: Script,
 }
 
 impl Scripts {
-    pub fn all(&self) -> [&Script; 15] {
+    pub fn all(&self) -> [&Script; 14] {
         [
             &self.post_challenge,
             &self.send_question,
@@ -49,7 +48,6 @@ impl Scripts {
             &self.due,
             &self.feed_add,
             &self.feed_since,
-            &self.begin_submission,
         ]
     }
 }
@@ -69,5 +67,4 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     due: script!("clock", "due"),
     feed_add: script!("clock", "stream_ids", "feed_add"),
     feed_since: script!("stream_ids", "feed_since"),
-    begin_submission: script!("clock", "begin_submission"),
 });

@@ -2,6 +2,7 @@
 --   KEYS[1]: the access hash   2fa:access:{<access>}
 --   KEYS[2]: its wake list     2fa:access:{<access>}:wake
 --   KEYS[3]: its audit trail   2fa:access:{<access>}:events
+--   KEYS[4]: its submissions   2fa:access:{<access>}:submissions (submit_token)
 --   ARGV[1]: its channel       2fa:access:{<access>}:changed
 -- and replies { outcome, left_waiting ('1' or '0'), field, value, ... }: the
 -- hash as it is after the step, never with its token, and with the image

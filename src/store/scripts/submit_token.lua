@@ -1,16 +1,37 @@
--- The customer's token arrives: a waiting challenge becomes token_received.
+-- The customer's token arrives: a waiting challenge becomes token_received,
+-- in one round trip when the challenge has no rule for the gateway to check.
+-- KEYS[4]: the access's submissions  2fa:access:{<access>}:submissions
 -- ARGV[2]: token
 -- ARGV[3]: the attempt the customer answered, or '' for any
 -- ARGV[4]: the started_at of the challenge whose rule the gateway checked
---          the token against (started_at only ever grows, unlike attempt,
---          which starts over once a hash has expired)
--- Replies 'rule_changed' when a new challenge was posted since that check:
--- the gateway checks the token again against the new rule.
-local now = now_ms()
-local status, expired = current_status(now)
-if not status then
+--          the token against, or '' when it has checked none (started_at
+--          only ever grows, unlike attempt, which starts over once a hash
+--          has expired)
+-- ARGV[5]: submissions allowed per window, or '' not to count this call (a
+--          second call within one request)
+-- ARGV[6]: the window (ms)
+-- Every submission to an existing access counts, whatever becomes of it, so
+-- a compromised front end cannot try codes at speed. Replies 'throttled'
+-- with retry_after_ms; 'check_rule' when the challenge has a rule (choices,
+-- a validation, or no token at all) the gateway has not checked; and
+-- 'rule_changed' when a new challenge was posted since that check. Both
+-- carry the hash, whose rule the gateway checks before it calls again.
+if redis.call('EXISTS', KEYS[1]) == 0 then
   return { 'not_found', '0' }
 end
+local now = now_ms()
+if ARGV[5] ~= '' then
+  local window = tonumber(ARGV[6])
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - window)
+  local count = redis.call('ZCARD', KEYS[4])
+  if count >= tonumber(ARGV[5]) then
+    local oldest = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+    return { 'throttled', '0', 'retry_after_ms', tostring(tonumber(oldest[2]) + window - now) }
+  end
+  redis.call('ZADD', KEYS[4], now, now .. '-' .. count)
+  redis.call('PEXPIRE', KEYS[4], window)
+end
+local status, expired = current_status(now)
 local attempt = redis.call('HGET', KEYS[1], 'attempt')
 if ARGV[3] ~= '' and attempt ~= ARGV[3] then
   return reply('attempt_mismatch', expired, KEYS[1])
@@ -18,8 +39,14 @@ end
 if not WAITING[status] then
   return reply('refused', expired, KEYS[1])
 end
-if redis.call('HGET', KEYS[1], 'started_at') ~= ARGV[4] then
-  return reply('rule_changed', expired, KEYS[1])
+if ARGV[4] == '' then
+  local kind = redis.call('HGET', KEYS[1], 'kind')
+  if kind == 'choice' or kind == 'decoupled'
+      or redis.call('HEXISTS', KEYS[1], 'validation') == 1 then
+    return reply('check_rule', false, KEYS[1])
+  end
+elseif redis.call('HGET', KEYS[1], 'started_at') ~= ARGV[4] then
+  return reply('rule_changed', false, KEYS[1])
 end
 redis.call('HSET', KEYS[1], 'token', ARGV[2])
 move('token_received', now, 'frontend')
