@@ -1,6 +1,7 @@
 //! The processes under measure: the real `twofa-bridge` binary, a bare axum
 //! server for comparison, and what Redis and `/proc` say about them.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -188,28 +189,46 @@ pub async fn admin(redis_url: &str) -> Result<MultiplexedConnection> {
     Ok(conn)
 }
 
-/// Every command Redis has run so far, but for `INFO` (this benchmark's
-/// own reads of the counter).
-pub async fn commands_run(admin: &mut MultiplexedConnection) -> Result<u64> {
+/// Per command, the calls Redis has run so far and the microseconds they
+/// took, but for `INFO` (this benchmark's own reads). A script's time
+/// includes that of the commands it calls, which are counted too.
+pub async fn command_stats(
+    admin: &mut MultiplexedConnection,
+) -> Result<BTreeMap<String, (u64, u64)>> {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
         .query_async(admin)
         .await?;
-    let mut total = 0;
+    let mut stats = BTreeMap::new();
     for line in info.lines() {
-        let Some((name, stats)) = line.split_once(':') else {
+        let Some((name, fields)) = line.split_once(':') else {
             continue;
         };
-        if !name.starts_with("cmdstat_") || name == "cmdstat_info" {
+        let Some(command) = name.strip_prefix("cmdstat_") else {
+            continue;
+        };
+        if command == "info" {
             continue;
         }
-        let calls = stats
-            .split(',')
-            .find_map(|field| field.strip_prefix("calls="))
-            .ok_or("no calls= in INFO commandstats")?;
-        total += calls.parse::<u64>()?;
+        let field = |key: &str| -> Result<u64> {
+            let value = fields
+                .split(',')
+                .find_map(|field| field.strip_prefix(key))
+                .ok_or("a field missing in INFO commandstats")?;
+            Ok(value.parse()?)
+        };
+        stats.insert(command.to_owned(), (field("calls=")?, field("usec=")?));
     }
-    Ok(total)
+    Ok(stats)
+}
+
+/// Every command Redis has run so far, but for `INFO`.
+pub async fn commands_run(admin: &mut MultiplexedConnection) -> Result<u64> {
+    Ok(command_stats(admin)
+        .await?
+        .values()
+        .map(|(calls, _)| calls)
+        .sum())
 }
 
 /// Redis commands per second over `window`, while the caller holds still.

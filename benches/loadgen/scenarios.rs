@@ -1,5 +1,6 @@
 //! The four scenarios of the benchmark, each printing one or two tables.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -236,6 +237,7 @@ impl Bench {
         let n = self.sizes.tokens;
         let ids = self.challenges(n).await?;
         let usage = Usage::start(&gateway_pid, &redis_pid)?;
+        let commands = processes::command_stats(&mut self.admin).await?;
         let started = Instant::now();
         for_each(addr, SCRAPERS, n, move |i| {
             (
@@ -248,6 +250,11 @@ impl Bench {
         .await?;
         let ours = started.elapsed();
         let ours_usage = usage.finish(ours)?;
+        let profile = redis_profile(
+            &commands,
+            &processes::command_stats(&mut self.admin).await?,
+            n,
+        );
 
         let bare = Server::bare()?;
         let usage = Usage::start(&bare.pid().to_string(), &redis_pid)?;
@@ -284,6 +291,7 @@ impl Bench {
         row.extend(bare_usage);
         table.row(row);
         table.print();
+        profile.print();
         Ok(())
     }
 
@@ -340,6 +348,36 @@ impl Bench {
         let worth = (self.sizes.seconds * rate as f64).ceil() as usize;
         n.min(worth.max(1))
     }
+}
+
+/// Where Redis spent its time during `n` submissions, by command.
+fn redis_profile(
+    before: &BTreeMap<String, (u64, u64)>,
+    after: &BTreeMap<String, (u64, u64)>,
+    n: usize,
+) -> Table {
+    let mut table = Table::new(
+        "3b. Redis's work per POST /v1/tokens, from INFO commandstats",
+        &["command", "calls", "µs (a script's includes its calls')"],
+    );
+    let mut used: Vec<(&String, u64, u64)> = after
+        .iter()
+        .map(|(command, (calls, usec))| {
+            let (calls_before, usec_before) = before.get(command).copied().unwrap_or_default();
+            (command, calls - calls_before, usec - usec_before)
+        })
+        .filter(|(_, calls, _)| *calls > 0)
+        .collect();
+    used.sort_by_key(|(_, _, usec)| std::cmp::Reverse(*usec));
+    let per = |x: u64| x as f64 / n.max(1) as f64;
+    for (command, calls, usec) in used {
+        table.row(vec![
+            command.clone(),
+            format!("{:.2}", per(calls)),
+            format!("{:.1}", per(usec)),
+        ]);
+    }
+    table
 }
 
 /// CPU used by the server, Redis and this process over a run, each as a
