@@ -133,7 +133,7 @@ impl Bench {
         for n in self.sizes.waiters.clone() {
             for (r, rate) in self.sizes.rates.clone().into_iter().enumerate() {
                 let ids = self.challenges(n).await?;
-                let waiters = spawn_waiters(self.gateway.addr, &ids);
+                let waiters = spawn_waiters_from(self.gateway.addr, ids.clone(), 0);
                 self.gateway.until_waiters(n).await?;
                 let idle = if r == 0 {
                     let rate = processes::command_rate(&mut self.admin, self.sizes.idle_window);
@@ -461,11 +461,14 @@ async fn for_each(
     Ok(())
 }
 
-fn spawn_waiters(
+/// Opens the `i`th connection, no more than `CONNECTING` at once.
+async fn open_limited(
+    connecting: &Semaphore,
     server: std::net::SocketAddr,
-    ids: &Arc<Vec<String>>,
-) -> Vec<JoinHandle<Result<Instant>>> {
-    spawn_waiters_from(server, ids.clone(), 0)
+    i: usize,
+) -> Result<Conn> {
+    let _permit = connecting.acquire().await?;
+    Conn::open(server, i).await
 }
 
 /// One long poll per id, each on its own connection, re-polling on 204;
@@ -480,9 +483,7 @@ fn spawn_waiters_from(
         .map(|i| {
             let (ids, connecting) = (ids.clone(), connecting.clone());
             tokio::spawn(async move {
-                let permit = connecting.acquire_owned().await?;
-                let mut conn = Conn::open(server, POOL + offset + i).await?;
-                drop(permit);
+                let mut conn = open_limited(&connecting, server, POOL + offset + i).await?;
                 let path = calls::wait_path(&ids[i], WAIT_SECS);
                 loop {
                     let (status, body) = conn.send(Method::GET, &path, None).await?;
@@ -512,9 +513,7 @@ fn spawn_pollers(
         .map(|i| {
             let (ids, connecting) = (ids.clone(), connecting.clone());
             tokio::spawn(async move {
-                let permit = connecting.acquire_owned().await?;
-                let mut conn = Conn::open(server, POOL + i).await?;
-                drop(permit);
+                let mut conn = open_limited(&connecting, server, POOL + i).await?;
                 let path = format!("/v1/accesses/{}", ids[i]);
                 let phase = Duration::from_secs_f64(i as f64 / n as f64);
                 let mut next = Instant::now() + phase;

@@ -389,21 +389,19 @@ impl Store {
             };
             let args = [token.expose(), &attempt, &checked, &limit, &window];
             let step = self.step(&SCRIPTS.submit_token, access, &args).await?;
-            let current = match (step.outcome.as_str(), step.access) {
-                ("throttled", _) => {
+            let current = match step.outcome.as_str() {
+                "throttled" => {
                     let wait = step.retry_after.and_then(|ms| ms.parse().ok());
                     let wait = Duration::from_millis(wait.unwrap_or(1_000));
                     return Err(StoreError::Throttled(wait));
                 }
-                ("check_rule" | "rule_changed", Some(current)) => current,
-                (outcome, found) => {
-                    let step = Step {
-                        outcome: outcome.to_owned(),
-                        access: found,
-                        ..step
-                    };
-                    return step.into_result(access);
+                "check_rule" | "rule_changed" => {
+                    step.access.ok_or_else(|| StoreError::Malformed {
+                        access: access.to_string(),
+                        problem: "a rule to check came without the hash".to_owned(),
+                    })?
                 }
+                _ => return step.into_result(access),
             };
             // A wrong token is refused before it burns one of the bank's
             // attempts, and the challenge keeps waiting.
