@@ -101,8 +101,10 @@ async fn wait(
     timeout: Duration,
     shutdown: &CancellationToken,
 ) -> Result<Answer, WaitError> {
+    // Every read is boxed: the read's state machine is large, and a parked
+    // waiter, which is most of them, should not carry room for it.
     if timeout.is_zero() {
-        return Ok(look(store, access).await?.0);
+        return Ok(Box::pin(look(store, access)).await?.0);
     }
     let deadline = Instant::now() + timeout;
     let _admitted = waiters.admit()?;
@@ -136,8 +138,6 @@ async fn wait(
         }
         // A waiter that Redis cannot answer for a moment keeps waiting: its
         // client has been told nothing yet, and the token is safe in Redis.
-        // Boxed, so that a parked waiter, which is most of them, does not
-        // carry the read's state machine in its own future.
         match Box::pin(look(store, access)).await {
             Ok((Answer::StillWaiting, deadline_now)) => {
                 expires_at = deadline_now;
