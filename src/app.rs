@@ -11,9 +11,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::ApiKeys;
-use crate::config::{Config, redacted_url};
+use crate::config::Config;
 use crate::http::{self, AppState, Limits};
 use crate::model::ExpiresIn;
+use crate::redis_target::{Target, redacted_url};
 use crate::store::{Keys, Store, StoreOptions};
 use crate::wait::{SubscriberOptions, Waiters};
 
@@ -50,7 +51,7 @@ impl Application {
             url: redacted_url(url),
             reason,
         };
-        let client = redis::Client::open(url).map_err(|e| unreachable(e.to_string()))?;
+        let target = Target::parse(url).map_err(|e| unreachable(e.to_string()))?;
         let options = StoreOptions {
             keys: Keys::new(config.prefix.clone()),
             retention: Duration::from_secs(config.retention),
@@ -59,7 +60,7 @@ impl Application {
             feed_length: usize::try_from(config.feed_length).unwrap_or(usize::MAX),
             submissions_per_minute: config.submissions_per_minute,
         };
-        let store = Store::connect(client.clone(), options)
+        let store = Store::connect(&target, options)
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         let subscriber_options = SubscriberOptions {
@@ -67,7 +68,7 @@ impl Application {
             heartbeat: Duration::from_millis(config.heartbeat_ms),
             max_held: usize::try_from(config.max_waiters).unwrap_or(usize::MAX),
         };
-        let (waiters, subscriber) = Waiters::start(client, subscriber_options, shutdown.clone())
+        let (waiters, subscriber) = Waiters::start(target, subscriber_options, shutdown.clone())
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         let listener =

@@ -19,6 +19,7 @@ use crate::config::DEFAULT_REDIS_URL;
 use crate::model::{
     AccessId, BankName, ChallengeRequest, ExpiresIn, Kind, Outcome, Question, Reason, Token,
 };
+use crate::redis_target::{Target, TargetError, redacted_url};
 use crate::store::{Keys, Prefix};
 
 /// `wait` exit codes, for scripts: a token is 0.
@@ -28,6 +29,9 @@ const EXIT_ENDED: u8 = 4;
 const EXIT_USAGE: u8 = 2;
 /// Any other refusal from the gateway (a conflict, an unknown access).
 const EXIT_REFUSED: u8 = 1;
+
+/// How long `inspect` waits for Redis.
+const INSPECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where the gateway is, and the key to show it.
 #[derive(Debug, Clone, Args)]
@@ -251,9 +255,9 @@ pub async fn inspect(args: InspectArgs) -> ExitCode {
     };
     let names = Keys::new(args.prefix).access(&access);
     let read = async {
-        let client = redis::Client::open(args.redis_url.as_str())?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        redis::pipe()
+        let target = Target::parse(&args.redis_url)?;
+        let mut conn = target.connect(INSPECT_TIMEOUT).await?;
+        let read: redis::RedisResult<_> = redis::pipe()
             .cmd("HGETALL")
             .arg(&names.hash)
             .cmd("PTTL")
@@ -265,7 +269,8 @@ pub async fn inspect(args: InspectArgs) -> ExitCode {
             .query_async::<(std::collections::BTreeMap<String, String>, i64, Vec<String>)>(
                 &mut conn,
             )
-            .await
+            .await;
+        Ok::<_, TargetError>(read?)
     };
     match read.await {
         Ok((mut fields, ttl_ms, wake)) => {
@@ -282,7 +287,7 @@ pub async fn inspect(args: InspectArgs) -> ExitCode {
         Err(error) => {
             eprintln!(
                 "error: cannot read Redis at {}: {error}",
-                crate::config::redacted_url(&args.redis_url)
+                redacted_url(&args.redis_url)
             );
             ExitCode::from(EXIT_USAGE)
         }

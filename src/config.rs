@@ -145,28 +145,3 @@ impl Config {
         Duration::from_millis(self.redis_timeout_ms)
     }
 }
-
-/// The URL with its password replaced by `***`, fit for logs and errors.
-pub fn redacted_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            // Only fails for URLs that cannot have a password at all.
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        Ok(parsed) => parsed.to_string(),
-        Err(_) => "<unparsable URL>".to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_never_reach_a_printed_url() {
-        let shown = redacted_url("redis://user:s3cret@host:6379/0");
-        assert_eq!(shown, "redis://user:***@host:6379/0");
-        assert_eq!(redacted_url("redis://host:6379"), "redis://host:6379");
-    }
-}

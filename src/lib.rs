@@ -33,5 +33,6 @@ pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod redis_server;
+pub mod redis_target;
 pub mod store;
 pub mod wait;

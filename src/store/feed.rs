@@ -9,7 +9,7 @@
 
 use std::str::FromStr;
 
-use super::{SCRIPTS, Store, StoreError, millis};
+use super::{Store, StoreError, millis};
 use crate::model::{Access, AccessId, CustomerId, Status, UnixMillis};
 
 /// How many times a feed entry is tried before it is given up.
@@ -74,7 +74,7 @@ impl Store {
         let mut conn = self.conn.clone();
         let reply: Vec<String> = self
             .bounded(
-                SCRIPTS
+                self.scripts
                     .feed_since
                     .key(self.keys().feed(customer))
                     .arg(after)
@@ -118,7 +118,9 @@ impl Store {
         // The score only matters to a reader that may drop an index entry;
         // this one never does.
         let args = [customer.as_str(), "0", grace.as_str(), attempt.as_str()];
-        let step = self.step(&SCRIPTS.send_question, access, &args).await?;
+        let step = self
+            .step(&self.scripts.send_question, access, &args)
+            .await?;
         Ok(if step.outcome == "done" {
             step.access
         } else {
@@ -159,7 +161,7 @@ impl Store {
             ]);
         }
         let customer = &access.customer;
-        let mut invocation = SCRIPTS.feed_add.key(self.keys().feed(customer));
+        let mut invocation = self.scripts.feed_add.key(self.keys().feed(customer));
         invocation.key(self.keys().feed_latest(customer));
         for arg in &args {
             invocation.arg(arg);

@@ -29,7 +29,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
 use redis::streams::StreamRangeReply;
@@ -39,10 +38,11 @@ use crate::model::{
     Access, AccessId, Actor, AnswerRule, CustomerId, Event, ImageUri, Instructions, NewChallenge,
     Outcome, Reason, Status, Token, UnixMillis, Validation,
 };
+use crate::redis_target::{Connection, Target};
 pub use feed::{FeedEntry, FeedEvent, FeedRead};
 use hash::Fields;
 pub use keys::{Keys, Prefix};
-use scripts::SCRIPTS;
+use scripts::Scripts;
 
 /// How many waiting accesses one list call returns at most. A person has a
 /// handful; the bound keeps a runaway scraper from making one call huge.
@@ -161,24 +161,30 @@ struct Step {
 
 #[derive(Clone)]
 pub struct Store {
-    conn: ConnectionManager,
+    conn: Connection,
+    /// Classic pub/sub on one Redis, sharded on a cluster.
+    scripts: &'static Scripts,
     options: StoreOptions,
 }
 
 impl Store {
     /// Connects and checks that Redis answers, so a wrong URL fails at start.
-    pub async fn connect(client: redis::Client, options: StoreOptions) -> Result<Self, StoreError> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.timeout))
-            .set_response_timeout(Some(options.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let connect = ConnectionManager::new_with_config(client, config);
+    pub async fn connect(target: &Target, options: StoreOptions) -> Result<Self, StoreError> {
+        let connect = target.connect(options.timeout);
         let conn = match tokio::time::timeout(options.timeout, connect).await {
             Ok(conn) => conn?,
             Err(_) => return Err(StoreError::Timeout(options.timeout)),
         };
-        let store = Self { conn, options };
+        let scripts = if target.is_cluster() {
+            &scripts::SHARDED
+        } else {
+            &scripts::CLASSIC
+        };
+        let store = Self {
+            conn,
+            scripts,
+            options,
+        };
         store.load_scripts().await?;
         Ok(store)
     }
@@ -197,7 +203,7 @@ impl Store {
     /// restart empties its script cache, each call reloads its own script.
     async fn load_scripts(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        for script in SCRIPTS.all() {
+        for script in self.scripts.all() {
             self.bounded(script.load_async(&mut conn)).await?;
         }
         Ok(())
@@ -253,7 +259,7 @@ impl Store {
         let mut conn = self.conn.clone();
         let started_at: u64 = self
             .bounded(
-                SCRIPTS
+                self.scripts
                     .index_add
                     .key(&pending)
                     .arg(access.as_str())
@@ -264,7 +270,7 @@ impl Store {
             .await?;
         let expires_at = started_at + millis(expires_in);
         self.bounded(
-            SCRIPTS
+            self.scripts
                 .expiring_add
                 .key(self.keys().expiring())
                 .arg(expiring_member(access, started_at))
@@ -317,7 +323,7 @@ impl Store {
                 args.extend([field, value]);
             }
         }
-        self.step(&SCRIPTS.post_challenge, access, &args).await
+        self.step(&self.scripts.post_challenge, access, &args).await
     }
 
     /// The accesses waiting for this customer, oldest first. Each one shown
@@ -344,7 +350,9 @@ impl Store {
                     return Ok(None);
                 };
                 let args = [customer.as_str(), score.as_str(), grace.as_str(), ""];
-                let step = self.step(&SCRIPTS.send_question, &access, &args).await?;
+                let step = self
+                    .step(&self.scripts.send_question, &access, &args)
+                    .await?;
                 match step.outcome.as_str() {
                     "done" => Ok(step.access),
                     "stale" => {
@@ -388,7 +396,7 @@ impl Store {
                 _ => String::new(),
             };
             let args = [token.expose(), &attempt, &checked, &limit, &window];
-            let step = self.step(&SCRIPTS.submit_token, access, &args).await?;
+            let step = self.step(&self.scripts.submit_token, access, &args).await?;
             let current = match step.outcome.as_str() {
                 "throttled" => {
                     let wait = step.retry_after.and_then(|ms| ms.parse().ok());
@@ -424,13 +432,15 @@ impl Store {
         reason: Option<&Reason>,
     ) -> Result<Access, StoreError> {
         let args = [outcome.status().as_str(), reason.map_or("", Reason::as_str)];
-        let step = self.step(&SCRIPTS.report, access, &args).await?;
+        let step = self.step(&self.scripts.report, access, &args).await?;
         step.into_result(access)
     }
 
     /// Ends a challenge that is not final yet.
     pub async fn cancel(&self, access: &AccessId, by: Actor) -> Result<Access, StoreError> {
-        let step = self.step(&SCRIPTS.cancel, access, &[by.as_str()]).await?;
+        let step = self
+            .step(&self.scripts.cancel, access, &[by.as_str()])
+            .await?;
         step.into_result(access)
     }
 
@@ -438,7 +448,7 @@ impl Store {
     /// when it has no challenge. A challenge found past its deadline is
     /// expired first.
     pub async fn access(&self, access: &AccessId) -> Result<Option<Access>, StoreError> {
-        let step = self.step(&SCRIPTS.read, access, &["image"]).await?;
+        let step = self.step(&self.scripts.read, access, &["image"]).await?;
         Ok(step.access)
     }
 
@@ -468,7 +478,7 @@ impl Store {
     /// The status, attempt, deadline and token, read in one step for a
     /// waiter. A challenge found past its deadline is expired first.
     pub async fn token_view(&self, access: &AccessId) -> Result<Option<TokenView>, StoreError> {
-        let step = self.step(&SCRIPTS.read, access, &["token"]).await?;
+        let step = self.step(&self.scripts.read, access, &["token"]).await?;
         let Some(found) = step.access else {
             return Ok(None);
         };
@@ -503,7 +513,7 @@ impl Store {
             let mut conn = self.conn.clone();
             let flat: Vec<String> = self
                 .bounded(
-                    SCRIPTS
+                    self.scripts
                         .due
                         .key(&index)
                         .arg(SWEEP_BATCH)
@@ -549,13 +559,13 @@ impl Store {
         };
         let args = [started_at.to_string(), grace.to_string()];
         let args = [args[0].as_str(), args[1].as_str()];
-        let step = self.step(&SCRIPTS.expire, &access, &args).await?;
+        let step = self.step(&self.scripts.expire, &access, &args).await?;
         let postpone = |until: u64| {
             let mut conn = self.conn.clone();
             async move {
                 let moved: u64 = self
                     .bounded(
-                        SCRIPTS
+                        self.scripts
                             .expiring_postpone
                             .key(index)
                             .arg(member)
@@ -674,7 +684,7 @@ impl Store {
         let mut conn = self.conn.clone();
         let removed = self
             .bounded(
-                SCRIPTS
+                self.scripts
                     .index_remove
                     .key(index)
                     .arg(member)

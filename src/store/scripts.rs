@@ -3,14 +3,22 @@
 //! Shared helpers live in `clock.lua` and `access.lua` and are prepended at
 //! compile time, so every script is self-contained on the server and is run
 //! by its SHA (EVALSHA, falling back to EVAL once after a Redis restart).
+//!
+//! Scripts that announce a change call `PUBLISH`, a name each set defines:
+//! classic pub/sub on a single Redis, sharded pub/sub (`SPUBLISH`) on a
+//! cluster, where a message then stays on the shard that owns its channel.
 
 use std::sync::LazyLock;
 
 use redis::Script;
 
 macro_rules! script {
-    ($($part:literal),+) => {
-        Script::new(concat!($(include_str!(concat!("scripts/", $part, ".lua")), "\n"),+))
+    ($publish:expr, $($part:literal),+) => {
+        Script::new(&format!(
+            "local PUBLISH = '{}'\n{}",
+            $publish,
+            concat!($(include_str!(concat!("scripts/", $part, ".lua")), "\n"),+)
+        ))
     };
 }
 
@@ -52,19 +60,29 @@ impl Scripts {
     }
 }
 
-pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    post_challenge: script!("clock", "access", "post_challenge"),
-    send_question: script!("clock", "access", "send_question"),
-    submit_token: script!("clock", "access", "submit_token"),
-    report: script!("clock", "access", "report"),
-    cancel: script!("clock", "access", "cancel"),
-    expire: script!("clock", "access", "expire"),
-    read: script!("clock", "access", "read"),
-    index_add: script!("clock", "index_add"),
-    index_remove: script!("index_remove"),
-    expiring_add: script!("expiring_add"),
-    expiring_postpone: script!("expiring_postpone"),
-    due: script!("clock", "due"),
-    feed_add: script!("clock", "stream_ids", "feed_add"),
-    feed_since: script!("stream_ids", "feed_since"),
-});
+/// The scripts for a single Redis: `PUBLISH`.
+pub(super) static CLASSIC: LazyLock<Scripts> = LazyLock::new(|| Scripts::new("PUBLISH"));
+
+/// The scripts for a Redis Cluster: `SPUBLISH`.
+pub(super) static SHARDED: LazyLock<Scripts> = LazyLock::new(|| Scripts::new("SPUBLISH"));
+
+impl Scripts {
+    fn new(publish: &str) -> Scripts {
+        Scripts {
+            post_challenge: script!(publish, "clock", "access", "post_challenge"),
+            send_question: script!(publish, "clock", "access", "send_question"),
+            submit_token: script!(publish, "clock", "access", "submit_token"),
+            report: script!(publish, "clock", "access", "report"),
+            cancel: script!(publish, "clock", "access", "cancel"),
+            expire: script!(publish, "clock", "access", "expire"),
+            read: script!(publish, "clock", "access", "read"),
+            index_add: script!(publish, "clock", "index_add"),
+            index_remove: script!(publish, "index_remove"),
+            expiring_add: script!(publish, "expiring_add"),
+            expiring_postpone: script!(publish, "expiring_postpone"),
+            due: script!(publish, "clock", "due"),
+            feed_add: script!(publish, "clock", "stream_ids", "feed_add"),
+            feed_since: script!(publish, "stream_ids", "feed_since"),
+        }
+    }
+}

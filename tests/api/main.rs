@@ -7,6 +7,7 @@ mod audit;
 mod bad_input;
 mod cli;
 mod client;
+mod cluster;
 mod concurrency;
 mod deploy;
 mod expiry;

@@ -27,11 +27,14 @@ pub fn start_redis() -> Arc<RedisServer> {
 
 /// A Redis of its own with extra `redis-server` arguments.
 pub fn start_redis_with(args: &[&str]) -> Arc<RedisServer> {
-    static RAISE_FD_LIMIT: Once = Once::new();
-    // Hundreds of concurrent long polls need more descriptors than some
-    // machines' default soft limit of 1024.
-    RAISE_FD_LIMIT.call_once(|| {
+    static PROCESS_SETUP: Once = Once::new();
+    PROCESS_SETUP.call_once(|| {
+        // Hundreds of concurrent long polls need more descriptors than some
+        // machines' default soft limit of 1024.
         let _ = rlimit::increase_nofile_limit(u64::MAX);
+        // The tests' HTTP clients need a TLS provider, which an in-process
+        // gateway installs too, but not every test runs one, nor first.
+        let _ = rustls::crypto::ring::default_provider().install_default();
     });
     Arc::new(RedisServer::start_with(args).unwrap_or_else(|e| panic!("{e}")))
 }

@@ -77,7 +77,7 @@ local function move(status, now, by, reason)
     live_with_hash(KEYS[2])
   end
   record(status, now, by, reason)
-  redis.call('PUBLISH', ARGV[1], status)
+  redis.call(PUBLISH, ARGV[1], status)
 end
 
 -- The status every step starts from. A waiting challenge past its deadline

@@ -45,6 +45,6 @@ end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 if id ~= '' then
-  redis.call('PUBLISH', ARGV[1], id)
+  redis.call(PUBLISH, ARGV[1], id)
 end
 return id

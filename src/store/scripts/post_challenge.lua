@@ -35,5 +35,5 @@ for i = 10, #ARGV, 2 do
 end
 redis.call('PEXPIREAT', KEYS[1], tonumber(ARGV[7]) + tonumber(ARGV[8]))
 record('challenge', ARGV[6], 'scraper')
-redis.call('PUBLISH', ARGV[1], 'need')
+redis.call(PUBLISH, ARGV[1], 'need')
 return reply('done', false, KEYS[1])

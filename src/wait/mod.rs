@@ -17,8 +17,16 @@
 //! Only the subscriber task sends (UN)SUBSCRIBE. It reconciles what waiters
 //! want with what the server has, so a quick unsubscribe/subscribe of the
 //! same channel can never be reordered into a lost subscription.
+//!
+//! On a Redis Cluster the channels are sharded (`SSUBSCRIBE`, `SPUBLISH`): a
+//! message stays on the shard that owns its access. See `shards`: each
+//! channel is subscribed on its slot's primary, and one that is lost (its
+//! node failed, or its slot moved) is subscribed again where it now lives,
+//! after which its waiters re-read. A shard that is down holds up only its
+//! own channels.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -31,7 +39,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics;
 use crate::model::{AccessId, Status, Token, UnixMillis};
+use crate::redis_target::Target;
+
+mod shards;
 use crate::store::{Store, StoreError};
+use shards::Shards;
 
 /// How many channels go in one (UN)SUBSCRIBE command.
 const CHANNELS_PER_COMMAND: usize = 512;
@@ -247,7 +259,7 @@ impl Waiters {
     /// Starts the subscriber task, and returns once it is connected, or with
     /// an error after `confirm_timeout`.
     pub async fn start(
-        client: redis::Client,
+        target: Target,
         options: SubscriberOptions,
         shutdown: CancellationToken,
     ) -> Result<(Self, tokio::task::JoinHandle<()>), WaitError> {
@@ -261,7 +273,7 @@ impl Waiters {
             options,
         });
         let mut connected = shared.connected.subscribe();
-        let task = tokio::spawn(run_subscriber(shared.clone(), client, shutdown));
+        let task = tokio::spawn(run_subscriber(shared.clone(), target, shutdown));
         let first =
             tokio::time::timeout(options.confirm_timeout, connected.wait_for(|up| *up)).await;
         if !matches!(first, Ok(Ok(_))) {
@@ -417,16 +429,18 @@ impl Drop for Subscription {
 
 /// The subscriber task: connects, resubscribes, pumps messages, and
 /// reconnects with backoff whenever the connection fails, until shutdown.
-async fn run_subscriber(shared: Arc<Shared>, client: redis::Client, shutdown: CancellationToken) {
+async fn run_subscriber(shared: Arc<Shared>, target: Target, shutdown: CancellationToken) {
     let mut backoff = Duration::from_millis(50);
     let mut first = true;
     loop {
-        let connect =
-            tokio::time::timeout(shared.options.confirm_timeout, client.get_async_pubsub());
+        let connect = tokio::time::timeout(
+            shared.options.confirm_timeout,
+            Transport::connect(&target, &shared),
+        );
         let session = tokio::select! {
             () = shutdown.cancelled() => return,
             connected = connect => match connected {
-                Ok(Ok(pubsub)) => Session::start(&shared, pubsub).await,
+                Ok(Ok(transport)) => Session::start(&shared, transport).await,
                 Ok(Err(error)) => Err(error.to_string()),
                 Err(_) => Err("connection timed out".to_owned()),
             },
@@ -460,23 +474,126 @@ async fn run_subscriber(shared: Arc<Shared>, client: redis::Client, shutdown: Ca
     }
 }
 
+/// One subscriber connection: classic pub/sub on a single Redis, sharded
+/// pub/sub on a cluster, one connection per primary.
+enum Transport {
+    Single {
+        sink: PubSubSink,
+        messages: redis::aio::PubSubStream,
+    },
+    Cluster(Shards),
+}
+
+/// What the connection reports.
+enum Event {
+    /// A message: the channel's waiters re-read.
+    Changed(String),
+    /// Channels the server no longer delivers (a cluster node failed, or a
+    /// slot moved): they are subscribed again where they now live.
+    Dropped(Vec<String>),
+    Closed,
+}
+
+impl Transport {
+    async fn connect(target: &Target, shared: &Shared) -> redis::RedisResult<Transport> {
+        match target {
+            Target::Single(client) => {
+                let (sink, messages) = client.get_async_pubsub().await?.split();
+                Ok(Transport::Single { sink, messages })
+            }
+            Target::Cluster(seeds) => Ok(Transport::Cluster(
+                Shards::connect(seeds, shared.options.confirm_timeout).await?,
+            )),
+        }
+    }
+
+    async fn next(&mut self) -> Event {
+        match self {
+            Transport::Single { messages, .. } => match messages.next().await {
+                Some(message) => Event::Changed(message.get_channel_name().to_owned()),
+                None => Event::Closed,
+            },
+            Transport::Cluster(shards) => shards.next().await,
+        }
+    }
+
+    /// Subscribes `channels` and returns those the server confirmed. On a
+    /// single Redis a failure ends the connection. On a cluster a channel
+    /// whose shard cannot answer now is left out, for a later try, so a
+    /// shard that is down holds up only its own channels.
+    async fn subscribe(
+        &mut self,
+        channels: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<String>, String> {
+        match self {
+            Transport::Single { sink, .. } => {
+                answered("SUBSCRIBE", timeout, sink.subscribe(channels)).await?;
+                Ok(channels.to_vec())
+            }
+            Transport::Cluster(shards) => Ok(shards.subscribe(channels).await),
+        }
+    }
+
+    async fn unsubscribe(&mut self, channels: &[String], timeout: Duration) -> Result<(), String> {
+        match self {
+            Transport::Single { sink, .. } => {
+                answered("UNSUBSCRIBE", timeout, sink.unsubscribe(channels)).await
+            }
+            Transport::Cluster(shards) => {
+                shards.unsubscribe(channels).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// The heartbeat. A single Redis that does not answer ends the session;
+    /// a cluster node that does not answer loses only its own channels.
+    async fn ping(&mut self, timeout: Duration) -> Result<(), String> {
+        match self {
+            Transport::Single { sink, .. } => {
+                answered("PING", timeout, sink.ping::<redis::Value>())
+                    .await
+                    .map(drop)
+            }
+            Transport::Cluster(shards) => {
+                shards.ping().await;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A subscriber command, bounded in time, with its failure as a reason.
+async fn answered<T>(
+    command: &str,
+    timeout: Duration,
+    call: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(format!("{command} failed: {error}")),
+        Err(_) => Err(format!("{command} timed out")),
+    }
+}
+
 /// One connection's life.
 struct Session {
-    sink: PubSubSink,
-    messages: redis::aio::PubSubStream,
+    transport: Transport,
     /// What the server has confirmed on this connection.
     subscribed: HashSet<String>,
+    /// When channels a shard could not subscribe are tried again.
+    retry_at: Option<Instant>,
 }
 
 impl Session {
     /// Resubscribes every wanted channel, then makes every waiter re-read:
     /// whatever was published while no connection listened is lost.
-    async fn start(shared: &Shared, pubsub: redis::aio::PubSub) -> Result<Session, String> {
-        let (sink, messages) = pubsub.split();
+    async fn start(shared: &Shared, transport: Transport) -> Result<Session, String> {
         let mut session = Session {
-            sink,
-            messages,
+            transport,
             subscribed: HashSet::new(),
+            retry_at: None,
         };
         let wanted: Vec<String> = {
             let mut registry = shared.registry();
@@ -493,24 +610,26 @@ impl Session {
         let every = shared.options.heartbeat;
         let mut heartbeat = tokio::time::interval_at(Instant::now() + every, every);
         loop {
+            let retry_at = self.retry_at;
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
-                message = self.messages.next() => match message {
-                    Some(message) => shared.signal(message.get_channel_name()),
-                    None => return Err("the connection closed".to_owned()),
+                event = self.transport.next() => match event {
+                    Event::Changed(channel) => shared.signal(&channel),
+                    Event::Dropped(channels) => {
+                        for channel in &channels {
+                            self.subscribed.remove(channel);
+                        }
+                        shared.registry().dirty.extend(channels);
+                        self.reconcile(shared).await?;
+                    }
+                    Event::Closed => return Err("the connection closed".to_owned()),
                 },
                 () = shared.dirty.notified() => self.reconcile(shared).await?,
-                _ = heartbeat.tick() => {
-                    let pong = tokio::time::timeout(
-                        shared.options.confirm_timeout,
-                        self.sink.ping::<redis::Value>(),
-                    );
-                    match pong.await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(error)) => return Err(format!("heartbeat failed: {error}")),
-                        Err(_) => return Err("heartbeat timed out".to_owned()),
-                    }
+                () = tokio::time::sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {
+                    self.retry_at = None;
+                    self.reconcile(shared).await?;
                 }
+                _ = heartbeat.tick() => self.transport.ping(shared.options.confirm_timeout).await?,
             }
         }
     }
@@ -539,13 +658,9 @@ impl Session {
         };
         self.subscribe(shared, to_subscribe).await?;
         for batch in to_unsubscribe.chunks(CHANNELS_PER_COMMAND) {
-            let done =
-                tokio::time::timeout(shared.options.confirm_timeout, self.sink.unsubscribe(batch));
-            match done.await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => return Err(format!("UNSUBSCRIBE failed: {error}")),
-                Err(_) => return Err("UNSUBSCRIBE timed out".to_owned()),
-            }
+            self.transport
+                .unsubscribe(batch, shared.options.confirm_timeout)
+                .await?;
             for channel in batch {
                 self.subscribed.remove(channel);
             }
@@ -555,24 +670,27 @@ impl Session {
 
     /// Subscribes in batches, then notifies the channels' waiters: a waiter
     /// that was waiting for its confirmation proceeds, and one that was
-    /// already waiting re-reads.
+    /// already waiting re-reads. A channel a shard could not subscribe stays
+    /// dirty, and is tried again shortly.
     async fn subscribe(&mut self, shared: &Shared, channels: Vec<String>) -> Result<(), String> {
         for batch in channels.chunks(CHANNELS_PER_COMMAND) {
-            let done =
-                tokio::time::timeout(shared.options.confirm_timeout, self.sink.subscribe(batch));
-            match done.await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => return Err(format!("SUBSCRIBE failed: {error}")),
-                Err(_) => return Err("SUBSCRIBE timed out".to_owned()),
-            }
-            let registry = shared.registry();
-            for channel in batch {
+            let confirmed = self
+                .transport
+                .subscribe(batch, shared.options.confirm_timeout)
+                .await?;
+            let mut registry = shared.registry();
+            for channel in &confirmed {
                 if let Some(wanted) = registry.wanted.get(channel) {
                     wanted.confirmed.send_replace(true);
                 }
             }
+            if confirmed.len() < batch.len() {
+                let left: Vec<&String> = batch.iter().filter(|c| !confirmed.contains(c)).collect();
+                registry.dirty.extend(left.into_iter().cloned());
+                self.retry_at = Some(Instant::now() + READ_AGAIN_AFTER_FAILURE);
+            }
             drop(registry);
-            self.subscribed.extend(batch.iter().cloned());
+            self.subscribed.extend(confirmed);
         }
         Ok(())
     }

@@ -1,0 +1,452 @@
+//! The subscriber's side of a Redis Cluster: sharded pub/sub, one RESP3
+//! connection per primary that owns a wanted channel.
+//!
+//! A channel lives on the primary that owns its slot, so each is subscribed
+//! there with `SSUBSCRIBE`. This module keeps the slot map itself (from
+//! `CLUSTER SLOTS`) rather than leaving it to the redis crate's cluster
+//! connection, whose recovery from a dead node reconnects every node at
+//! once: here a node that fails takes only its own channels with it.
+//!
+//! A channel is lost when its node's connection drops or stops answering the
+//! heartbeat, when the server drops it (its slot migrated: `sunsubscribe`),
+//! or when a fresh slot map gives its slot to another node. Lost channels are
+//! reported to the session, which subscribes them again where they now live;
+//! their waiters re-read once that is confirmed, so nothing published
+//! meanwhile is missed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use redis::aio::{AsyncPushSender, MultiplexedConnection, SendError};
+use redis::{
+    AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, ProtocolVersion,
+    PushInfo, PushKind, RedisResult, Value,
+};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::time::Instant;
+
+use super::Event;
+
+const SLOTS: usize = 16_384;
+
+/// How long a node that could not be reached is left alone, so that a dead
+/// primary is not dialled on every retry until the cluster fails it over.
+const NODE_COOLDOWN: Duration = Duration::from_secs(1);
+
+/// A node's address as `CLUSTER SLOTS` gives it.
+type Addr = Arc<str>;
+
+/// A push, with the node and the connection generation it came from.
+type Tagged = (Addr, u64, PushInfo);
+
+pub(super) struct Shards {
+    /// The seeds' connection details; nodes inherit their TLS and
+    /// credentials.
+    seeds: Vec<ConnectionInfo>,
+    timeout: Duration,
+    /// Every slot's primary, by the last slot map read.
+    owners: Vec<Option<Addr>>,
+    nodes: HashMap<Addr, Node>,
+    /// Nodes that could not be reached lately, and until when they are
+    /// skipped.
+    cooling: HashMap<Addr, Instant>,
+    /// Channels lost, not yet reported.
+    lost: Vec<String>,
+    /// Set when the slot map may be out of date: a node failed or could not
+    /// be reached, or a channel was dropped. The next subscription reads it
+    /// again first.
+    stale: bool,
+    generation: u64,
+    sender: UnboundedSender<Tagged>,
+    pushes: UnboundedReceiver<Tagged>,
+}
+
+struct Node {
+    conn: MultiplexedConnection,
+    generation: u64,
+    channels: HashSet<String>,
+}
+
+/// Forwards a node's pushes, tagged with where they come from.
+struct TagPushes {
+    node: Addr,
+    generation: u64,
+    sender: UnboundedSender<Tagged>,
+}
+
+impl AsyncPushSender for TagPushes {
+    fn send(&self, info: PushInfo) -> Result<(), SendError> {
+        self.sender
+            .send((self.node.clone(), self.generation, info))
+            .map_err(|_| SendError)
+    }
+}
+
+impl Shards {
+    /// Reads the slot map from the first seed that answers.
+    pub(super) async fn connect(seeds: &[String], timeout: Duration) -> RedisResult<Shards> {
+        let seeds = seeds
+            .iter()
+            .map(|seed| seed.as_str().into_connection_info())
+            .collect::<RedisResult<Vec<_>>>()?;
+        let (sender, pushes) = unbounded_channel();
+        let mut shards = Shards {
+            seeds,
+            timeout,
+            owners: vec![None; SLOTS],
+            nodes: HashMap::new(),
+            cooling: HashMap::new(),
+            lost: Vec::new(),
+            stale: false,
+            generation: 0,
+            sender,
+            pushes,
+        };
+        shards.refresh().await?;
+        Ok(shards)
+    }
+
+    pub(super) async fn next(&mut self) -> Event {
+        loop {
+            if !self.lost.is_empty() {
+                return Event::Dropped(std::mem::take(&mut self.lost));
+            }
+            let Some((addr, generation, push)) = self.pushes.recv().await else {
+                return Event::Closed;
+            };
+            let current = self
+                .nodes
+                .get(&addr)
+                .is_some_and(|node| node.generation == generation);
+            if !current {
+                continue;
+            }
+            if push.kind == PushKind::Disconnection {
+                self.drop_node(&addr);
+                continue;
+            }
+            let Some(Value::BulkString(bytes)) = push.data.first() else {
+                continue;
+            };
+            let channel = String::from_utf8_lossy(bytes).into_owned();
+            match push.kind {
+                PushKind::SMessage => return Event::Changed(channel),
+                // Ours are forgotten before they are sent; any other was the
+                // server's own, for a slot that moved.
+                PushKind::SUnsubscribe => {
+                    let ours = self
+                        .nodes
+                        .get_mut(&addr)
+                        .is_some_and(|node| node.channels.remove(&channel));
+                    if ours {
+                        self.lost.push(channel);
+                        self.stale = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Subscribes each channel on its slot's primary, and returns those
+    /// confirmed. Channels whose primary cannot be reached now are left out,
+    /// for the session to try again; a `MOVED` answer re-reads the slot map
+    /// and tries once more at once.
+    pub(super) async fn subscribe(&mut self, channels: &[String]) -> Vec<String> {
+        let mut confirmed = Vec::with_capacity(channels.len());
+        let mut left: Vec<&String> = channels.iter().collect();
+        for pass in 0..2 {
+            if (pass > 0 || self.stale) && self.refresh().await.is_err() {
+                break;
+            }
+            let mut tries = Vec::with_capacity(left.len());
+            for channel in left {
+                // A channel whose primary cannot be reached waits for the
+                // session's next try.
+                if let Some((addr, mut conn)) = self.node_for(channel).await {
+                    tries.push(async move {
+                        let reply = redis::cmd("SSUBSCRIBE")
+                            .arg(channel)
+                            .query_async::<Value>(&mut conn)
+                            .await;
+                        (channel, addr, reply)
+                    });
+                }
+            }
+            let mut again = Vec::new();
+            for (channel, addr, reply) in join_all(tries).await {
+                match reply {
+                    Ok(_) => {
+                        if let Some(node) = self.nodes.get_mut(&addr) {
+                            node.channels.insert(channel.clone());
+                        }
+                        confirmed.push(channel.clone());
+                    }
+                    Err(error) if error.redirect_node().is_some() => again.push(channel),
+                    Err(error) => {
+                        tracing::warn!(%channel, node = %addr, %error, "a shard did not confirm a subscription; trying again soon");
+                        self.stale = true;
+                    }
+                }
+            }
+            if again.is_empty() {
+                break;
+            }
+            left = again;
+        }
+        confirmed
+    }
+
+    pub(super) async fn unsubscribe(&mut self, channels: &[String]) {
+        let mut tries = Vec::new();
+        for channel in channels {
+            // Forgotten first, so that the confirmation is known as ours.
+            let owner = self
+                .nodes
+                .values_mut()
+                .find_map(|node| node.channels.remove(channel).then_some(node));
+            if let Some(node) = owner {
+                let mut conn = node.conn.clone();
+                tries.push(async move {
+                    // A node that cannot answer has dropped it anyway, or
+                    // sends a message nobody waits for.
+                    let _ = redis::cmd("SUNSUBSCRIBE")
+                        .arg(channel)
+                        .query_async::<Value>(&mut conn)
+                        .await;
+                });
+            }
+        }
+        join_all(tries).await;
+    }
+
+    /// Pings every node held. One that does not answer in time is half-open:
+    /// it is dropped, and its channels are lost.
+    pub(super) async fn ping(&mut self) {
+        let pings = self.nodes.iter().map(|(addr, node)| {
+            let mut conn = node.conn.clone();
+            let timeout = self.timeout;
+            async move {
+                let command = redis::cmd("PING");
+                let ping = command.query_async::<Value>(&mut conn);
+                let answered = matches!(tokio::time::timeout(timeout, ping).await, Ok(Ok(_)));
+                (addr.clone(), answered)
+            }
+        });
+        for (addr, answered) in join_all(pings).await {
+            if !answered {
+                tracing::warn!(node = %addr, "a cluster node did not answer the heartbeat");
+                self.drop_node(&addr);
+            }
+        }
+    }
+
+    /// The primary that owns `channel`, connected, unless it is cooling.
+    async fn node_for(&mut self, channel: &str) -> Option<(Addr, MultiplexedConnection)> {
+        let addr = self.owners[slot(channel)].clone()?;
+        if let Some(node) = self.nodes.get(&addr) {
+            return Some((addr, node.conn.clone()));
+        }
+        if self
+            .cooling
+            .get(&addr)
+            .is_some_and(|until| *until > Instant::now())
+        {
+            return None;
+        }
+        match self.open(&addr).await {
+            Ok(conn) => Some((addr, conn)),
+            Err(error) => {
+                tracing::warn!(node = %addr, %error, "cannot connect to a cluster node");
+                self.cooling.insert(addr, Instant::now() + NODE_COOLDOWN);
+                self.stale = true;
+                None
+            }
+        }
+    }
+
+    async fn open(&mut self, addr: &Addr) -> RedisResult<MultiplexedConnection> {
+        self.generation += 1;
+        let push = TagPushes {
+            node: addr.clone(),
+            generation: self.generation,
+            sender: self.sender.clone(),
+        };
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_push_sender(push);
+        let client = redis::Client::open(self.node_info(addr))?;
+        let conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        self.cooling.remove(addr);
+        self.nodes.insert(
+            addr.clone(),
+            Node {
+                conn: conn.clone(),
+                generation: self.generation,
+                channels: HashSet::new(),
+            },
+        );
+        Ok(conn)
+    }
+
+    /// A node's connection details: the first seed's, at the node's address,
+    /// speaking RESP3 (pushes).
+    fn node_info(&self, addr: &str) -> ConnectionInfo {
+        let seed = &self.seeds[0];
+        let (host, port) = split_addr(addr);
+        let at = match seed.addr().clone() {
+            ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure,
+                tls_params,
+            },
+            _ => ConnectionAddr::Tcp(host, port),
+        };
+        let settings = seed
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        seed.clone().set_addr(at).set_redis_settings(settings)
+    }
+
+    fn drop_node(&mut self, addr: &Addr) {
+        if let Some(node) = self.nodes.remove(addr) {
+            self.lost.extend(node.channels);
+        }
+        self.stale = true;
+    }
+
+    /// Reads the slot map from a node held, or else from a seed. Channels
+    /// whose slot now belongs to another node are lost.
+    async fn refresh(&mut self) -> RedisResult<()> {
+        let mut sources: Vec<ConnectionInfo> =
+            self.nodes.keys().map(|addr| self.node_info(addr)).collect();
+        sources.extend(self.seeds.iter().cloned());
+        let mut last_error = None;
+        for source in sources {
+            match self.read_slots(source).await {
+                Ok(owners) => {
+                    self.owners = owners;
+                    self.stale = false;
+                    self.move_channels();
+                    return Ok(());
+                }
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            redis::RedisError::from((redis::ErrorKind::Client, "no cluster node to ask"))
+        }))
+    }
+
+    async fn read_slots(&self, source: ConnectionInfo) -> RedisResult<Vec<Option<Addr>>> {
+        let asked_host = match source.addr() {
+            ConnectionAddr::Tcp(host, _) | ConnectionAddr::TcpTls { host, .. } => host.clone(),
+            _ => String::new(),
+        };
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout));
+        let mut conn = redis::Client::open(source)?
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        let ranges: Vec<Value> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async(&mut conn)
+            .await?;
+        let mut owners = vec![None; SLOTS];
+        for range in ranges {
+            if let Some((first, last, addr)) = parse_range(&range, &asked_host) {
+                for owner in owners.iter_mut().take(last + 1).skip(first) {
+                    *owner = Some(addr.clone());
+                }
+            }
+        }
+        Ok(owners)
+    }
+
+    /// Forgets every channel whose slot another node owns now.
+    fn move_channels(&mut self) {
+        for (addr, node) in &mut self.nodes {
+            let owners = &self.owners;
+            let lost = &mut self.lost;
+            node.channels.retain(|channel| {
+                let stays = owners[slot(channel)].as_ref() == Some(addr);
+                if !stays {
+                    lost.push(channel.clone());
+                }
+                stays
+            });
+        }
+    }
+}
+
+/// One `CLUSTER SLOTS` range: first slot, last slot, and the primary's
+/// address. An empty or `?` host means the node that was asked.
+fn parse_range(range: &Value, asked_host: &str) -> Option<(usize, usize, Addr)> {
+    let Value::Array(parts) = range else {
+        return None;
+    };
+    let number = |value: &Value| match value {
+        Value::Int(n) => usize::try_from(*n).ok(),
+        _ => None,
+    };
+    let (first, last) = (number(parts.first()?)?, number(parts.get(1)?)?);
+    let Value::Array(primary) = parts.get(2)? else {
+        return None;
+    };
+    let host = match primary.first()? {
+        Value::BulkString(host) if !host.is_empty() && host.as_slice() != b"?" => {
+            String::from_utf8_lossy(host).into_owned()
+        }
+        _ => asked_host.to_owned(),
+    };
+    let port = number(primary.get(1)?)?;
+    (first <= last && last < SLOTS).then(|| (first, last, Addr::from(format!("{host}:{port}"))))
+}
+
+fn split_addr(addr: &str) -> (String, u16) {
+    match addr.rsplit_once(':') {
+        Some((host, port)) => (host.to_owned(), port.parse().unwrap_or(6379)),
+        None => (addr.to_owned(), 6379),
+    }
+}
+
+/// A key's (or shard channel's) cluster slot: CRC16 of its hash tag, or of
+/// the whole name when it has none.
+fn slot(name: &str) -> usize {
+    let bytes = name.as_bytes();
+    let tagged = bytes.iter().position(|b| *b == b'{').and_then(|open| {
+        let close = bytes[open + 1..].iter().position(|b| *b == b'}')?;
+        (close > 0).then(|| &bytes[open + 1..open + 1 + close])
+    });
+    usize::from(crc16::State::<crc16::XMODEM>::calculate(
+        tagged.unwrap_or(bytes),
+    )) % SLOTS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_follow_the_hash_tag_as_redis_computes_them() {
+        // Values from the `CLUSTER KEYSLOT` documentation.
+        assert_eq!(slot("somekey"), 11_058);
+        assert_eq!(slot("foo{hash_tag}"), 2_515);
+        assert_eq!(slot("{hash_tag}"), 2_515);
+        assert_eq!(slot("2fa:access:{001}:changed"), slot("001"));
+        // An empty tag does not count: the whole name is hashed.
+        assert_ne!(slot("{}a"), slot("{}b"));
+    }
+}

@@ -1,0 +1,481 @@
+//! Redis Cluster: the story on a real 3-primary cluster on loopback, with
+//! waiters in every shard, and a primary's failure with a replica per
+//! primary. Each test starts its own cluster of `redis-server
+//! --cluster-enabled yes` processes, joined with `redis-cli --cluster create`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
+use reqwest::StatusCode;
+use tokio::time::Instant;
+use twofa_bridge::redis_server::RedisServer;
+
+use crate::support::{FeedClient, PATIENCE, TestApp, settled};
+
+/// How long a cluster may take to agree, or to fail over.
+const CLUSTER_PATIENCE: Duration = Duration::from_secs(30);
+
+struct Cluster {
+    /// `None` once stopped.
+    nodes: Vec<Option<Arc<RedisServer>>>,
+    ports: Vec<u16>,
+}
+
+impl Cluster {
+    /// `primaries` primaries with `replicas` replicas each, all agreeing
+    /// that the cluster is ok.
+    async fn start(primaries: usize, replicas: usize) -> Cluster {
+        let count = primaries * (1 + replicas);
+        let nodes: Vec<Arc<RedisServer>> = (0..count)
+            .map(|_| {
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    // Failover within a second or two of a primary's death.
+                    "--cluster-node-timeout",
+                    "1000",
+                ])
+                .map(Arc::new)
+                .unwrap_or_else(|e| panic!("{e}"))
+            })
+            .collect();
+        let ports: Vec<u16> = nodes.iter().map(|node| port_of(&node.url())).collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(ports.iter().map(|port| format!("127.0.0.1:{port}")))
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs");
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create failed:\n{}",
+            String::from_utf8_lossy(&created.stdout)
+        );
+        let cluster = Cluster {
+            nodes: nodes.into_iter().map(Some).collect(),
+            ports,
+        };
+        cluster.until_ok(count, None).await;
+        cluster
+    }
+
+    /// The URL the gateway is given: every node as a seed.
+    fn url(&self) -> String {
+        let seeds: Vec<String> = self
+            .ports
+            .iter()
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect();
+        format!("redis+cluster://{}", seeds.join(","))
+    }
+
+    fn node(&self, index: usize) -> Arc<RedisServer> {
+        self.nodes[index].clone().expect("a running node")
+    }
+
+    /// Kills the node on `port`.
+    fn stop(&mut self, port: u16) {
+        let index = self
+            .ports
+            .iter()
+            .position(|p| *p == port)
+            .expect("a node of this cluster");
+        let node = self.nodes[index].take().expect("running");
+        assert_eq!(
+            Arc::strong_count(&node),
+            1,
+            "something else holds the node, so it would not stop"
+        );
+    }
+
+    async fn connection(&self, port: u16) -> MultiplexedConnection {
+        redis::Client::open(format!("redis://127.0.0.1:{port}"))
+            .expect("url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("a connection to a cluster node")
+    }
+
+    /// Waits until every running node says the cluster is ok, knows `known`
+    /// nodes and, if a replica, has synced with its primary; given a port,
+    /// until no node counts it as a primary any more.
+    async fn until_ok(&self, known: usize, without_primary: Option<u16>) {
+        let deadline = Instant::now() + CLUSTER_PATIENCE;
+        let running: Vec<u16> = self
+            .ports
+            .iter()
+            .zip(&self.nodes)
+            .filter(|(_, node)| node.is_some())
+            .map(|(port, _)| *port)
+            .collect();
+        loop {
+            let mut agreed = true;
+            let mut seen = Vec::new();
+            for port in &running {
+                let mut conn = self.connection(*port).await;
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(&mut conn)
+                    .await
+                    .expect("CLUSTER INFO");
+                let ok = info.contains("cluster_state:ok")
+                    && info.contains(&format!("cluster_known_nodes:{known}\r"));
+                // A replica that has not synced yet could never take over.
+                let replication: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query_async(&mut conn)
+                    .await
+                    .expect("INFO replication");
+                let synced = replication.contains("role:master")
+                    || replication.contains("master_link_status:up");
+                let owners = self.owners_seen_by(*port).await;
+                let moved = without_primary.is_none_or(|gone| !owners.values().any(|p| *p == gone));
+                agreed &= ok && synced && moved && owners.len() == 16_384;
+                seen.push((*port, ok, synced, moved, owners.len()));
+            }
+            if agreed {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not settle: (node, ok, synced, moved, slots) {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every slot's primary port, as the node on `port` sees it.
+    async fn owners_seen_by(&self, port: u16) -> BTreeMap<u16, u16> {
+        let mut conn = self.connection(port).await;
+        let slots: Vec<(u16, u16, u16)> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async::<Vec<redis::Value>>(&mut conn)
+            .await
+            .expect("CLUSTER SLOTS")
+            .into_iter()
+            .map(|range| {
+                let redis::Value::Array(parts) = range else {
+                    panic!("a slot range is an array");
+                };
+                let number = |value: &redis::Value| match value {
+                    redis::Value::Int(n) => u16::try_from(*n).expect("a port or slot"),
+                    other => panic!("not a number: {other:?}"),
+                };
+                let redis::Value::Array(primary) = &parts[2] else {
+                    panic!("a primary is an array");
+                };
+                (number(&parts[0]), number(&parts[1]), number(&primary[1]))
+            })
+            .collect();
+        let mut owners = BTreeMap::new();
+        for (first, last, owner) in slots {
+            for slot in first..=last {
+                owners.insert(slot, owner);
+            }
+        }
+        owners
+    }
+
+    /// The port of the primary that owns the keys tagged `{tag}`: an
+    /// access's, or a customer's.
+    async fn owner_of(&self, tag: &str) -> u16 {
+        let port = self.ports[0];
+        let mut conn = self.connection(port).await;
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(format!("{{{tag}}}"))
+            .query_async(&mut conn)
+            .await
+            .expect("CLUSTER KEYSLOT");
+        self.owners_seen_by(port).await[&slot]
+    }
+
+    /// An access's hash, read from the node that owns it.
+    async fn hash(&self, access: &str) -> HashMap<String, String> {
+        let mut conn = self.connection(self.owner_of(access).await).await;
+        conn.hgetall(format!("2fa:access:{{{access}}}"))
+            .await
+            .expect("HGETALL")
+    }
+}
+
+fn port_of(url: &str) -> u16 {
+    url.rsplit(':')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .expect("a port in the URL")
+}
+
+/// Reads the feed until an event says `access` is in `status`.
+async fn until_event(feed: &mut FeedClient, access: &str, status: &str) {
+    loop {
+        let event = feed.next_event().await.expect("the feed is open");
+        if event.data["access"] == access && event.data["status"] == status {
+            return;
+        }
+    }
+}
+
+async fn gateway_on(cluster: &Cluster) -> TestApp {
+    let url = cluster.url();
+    TestApp::spawn_with(cluster.node(0), |config| {
+        config.redis_url = Some(url);
+        config.heartbeat_ms = 200;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_story_runs_on_a_three_primary_cluster_with_waiters_in_every_shard() {
+    let cluster = Cluster::start(3, 0).await;
+    let app = gateway_on(&cluster).await;
+    let accesses: Vec<String> = (1..=12).map(|i| format!("acc-{i}")).collect();
+    let customer_of = |i: usize| format!("c{}", i % 3);
+    let mut feed = app.open_feed("c0", None).await;
+    assert_eq!(feed.status, StatusCode::OK);
+
+    let mut shards = BTreeSet::new();
+    for (i, access) in accesses.iter().enumerate() {
+        let posted = app.challenge(access, &customer_of(i), "q").await;
+        assert_eq!(posted.status, StatusCode::CREATED, "{posted:?}");
+        shards.insert(cluster.owner_of(access).await);
+    }
+    assert_eq!(shards.len(), 3, "the accesses span all three shards");
+    until_event(&mut feed, "acc-1", "question_sent").await;
+
+    let waiters: Vec<_> = accesses
+        .iter()
+        .map(|access| app.spawn_wait(access, 30.0))
+        .collect();
+    app.until_waiting(accesses.len()).await;
+    for customer in ["c0", "c1", "c2"] {
+        assert_eq!(app.listed(customer).await.len(), 4, "{customer}'s list");
+    }
+    for access in &accesses {
+        let submitted = app.submit(access, &format!("token-{access}")).await;
+        assert_eq!(submitted.status, StatusCode::OK, "{submitted:?}");
+    }
+    for (access, waiter) in accesses.iter().zip(waiters) {
+        let answer = settled(waiter).await;
+        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+        assert_eq!(answer.body["token"], format!("token-{access}"));
+    }
+    until_event(&mut feed, "acc-1", "token_received").await;
+    for access in &accesses {
+        assert_eq!(app.report(access, "ok").await.status, StatusCode::OK);
+        let hash = cluster.hash(access).await;
+        assert_eq!(hash["status"], "ok");
+        assert!(!hash.contains_key("token"), "{access} kept its token");
+        let trail = app
+            .send(
+                reqwest::Method::GET,
+                &format!("/v1/accesses/{access}/events"),
+                None,
+            )
+            .await;
+        let types: Vec<&str> = trail
+            .body
+            .as_array()
+            .expect("a trail")
+            .iter()
+            .filter_map(|event| event["type"].as_str())
+            .collect();
+        assert_eq!(
+            types,
+            ["challenge", "question_sent", "token_received", "ok"],
+            "{access}"
+        );
+    }
+    for customer in ["c0", "c1", "c2"] {
+        assert!(app.listed(customer).await.is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_primary_stalls_only_its_own_shard_whose_waiters_resume_after_failover() {
+    let mut cluster = Cluster::start(3, 1).await;
+    let app = gateway_on(&cluster).await;
+    let seed_port = cluster.ports[0];
+    let mut by_shard: BTreeMap<u16, Vec<String>> = BTreeMap::new();
+    for i in 1..=30 {
+        let access = format!("fo-{i}");
+        by_shard
+            .entry(cluster.owner_of(&access).await)
+            .or_default()
+            .push(access);
+    }
+    assert_eq!(by_shard.len(), 3, "the accesses span all three shards");
+    // The gateway's test connection holds the first node; fail another.
+    let victim = *by_shard
+        .keys()
+        .find(|port| **port != seed_port)
+        .expect("a primary other than the first node");
+    // A customer on a surviving shard, whose feed and list stay up.
+    let mut customer = String::new();
+    for i in 1.. {
+        customer = format!("c{i}");
+        if cluster.owner_of(&customer).await != victim {
+            break;
+        }
+    }
+    let mut waiters = HashMap::new();
+    for access in by_shard.values().flatten() {
+        let posted = app.challenge(access, &customer, "q").await;
+        assert_eq!(posted.status, StatusCode::CREATED, "{posted:?}");
+        waiters.insert(access.clone(), app.spawn_wait(access, 60.0));
+    }
+    app.until_waiting(30).await;
+
+    cluster.stop(victim);
+
+    // The other shards answer at once, before the failover.
+    for (port, accesses) in &by_shard {
+        if *port == victim {
+            continue;
+        }
+        for access in accesses {
+            let submitted = app.submit(access, &format!("token-{access}")).await;
+            assert_eq!(submitted.status, StatusCode::OK, "{submitted:?}");
+            let waiter = waiters.remove(access).expect("a waiter");
+            let answer = settled(waiter).await;
+            assert_eq!(
+                answer.body["token"],
+                format!("token-{access}"),
+                "{answer:?}"
+            );
+        }
+    }
+
+    assert!(
+        cluster
+            .owners_seen_by(seed_port)
+            .await
+            .values()
+            .any(|p| *p == victim),
+        "all that happened before the replica took over"
+    );
+
+    // The failed shard's replica takes over; then its waiters get theirs.
+    cluster.until_ok(6, Some(victim)).await;
+    for access in &by_shard[&victim] {
+        let token = format!("token-{access}");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let submitted = app.submit(access, &token).await;
+            if submitted.status == StatusCode::OK {
+                break;
+            }
+            // Only while the gateway's connection learns the new primary.
+            assert_eq!(
+                submitted.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{submitted:?}"
+            );
+            assert!(Instant::now() < deadline, "still refused: {submitted:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let waiter = waiters.remove(access).expect("a waiter");
+        let answer = settled(waiter).await;
+        assert_eq!(answer.body["token"], token, "{answer:?}");
+    }
+}
+
+impl Cluster {
+    /// Moves `slot`, keys and all, from the node on `from` to the node on
+    /// `to`, as `redis-cli --cluster reshard` does.
+    async fn migrate(&self, slot: u16, from: u16, to: u16) {
+        let mut source = self.connection(from).await;
+        let mut target = self.connection(to).await;
+        let id = |conn: &mut MultiplexedConnection| {
+            let mut conn = conn.clone();
+            async move {
+                redis::cmd("CLUSTER")
+                    .arg("MYID")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .expect("CLUSTER MYID")
+            }
+        };
+        let (source_id, target_id) = (id(&mut source).await, id(&mut target).await);
+        let set_slot = |conn: &mut MultiplexedConnection, state: &str, node: &str| {
+            let mut conn = conn.clone();
+            let command = redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg(state)
+                .arg(node)
+                .to_owned();
+            async move {
+                command
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .expect("CLUSTER SETSLOT");
+            }
+        };
+        set_slot(&mut target, "IMPORTING", &source_id).await;
+        set_slot(&mut source, "MIGRATING", &target_id).await;
+        let keys: Vec<String> = redis::cmd("CLUSTER")
+            .arg("GETKEYSINSLOT")
+            .arg(slot)
+            .arg(1000)
+            .query_async(&mut source)
+            .await
+            .expect("CLUSTER GETKEYSINSLOT");
+        assert!(!keys.is_empty(), "the slot holds the access's keys");
+        redis::cmd("MIGRATE")
+            .arg("127.0.0.1")
+            .arg(to)
+            .arg("")
+            .arg(0)
+            .arg(5000)
+            .arg("KEYS")
+            .arg(&keys)
+            .query_async::<()>(&mut source)
+            .await
+            .expect("MIGRATE");
+        for port in self.ports.iter().filter(|p| **p != to && **p != from) {
+            set_slot(&mut self.connection(*port).await, "NODE", &target_id).await;
+        }
+        set_slot(&mut target, "NODE", &target_id).await;
+        set_slot(&mut source, "NODE", &target_id).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_waiter_follows_its_slot_when_the_cluster_is_resharded() {
+    let cluster = Cluster::start(3, 0).await;
+    let app = gateway_on(&cluster).await;
+    let posted = app.challenge("moving", "c1", "q").await;
+    assert_eq!(posted.status, StatusCode::CREATED, "{posted:?}");
+    let waiter = app.spawn_wait("moving", 30.0);
+    app.until_waiting(1).await;
+
+    let from = cluster.owner_of("moving").await;
+    let to = *cluster
+        .ports
+        .iter()
+        .find(|port| **port != from)
+        .expect("another primary");
+    let mut conn = cluster.connection(from).await;
+    let slot: u16 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg("{moving}")
+        .query_async(&mut conn)
+        .await
+        .expect("CLUSTER KEYSLOT");
+    cluster.migrate(slot, from, to).await;
+    assert_eq!(cluster.owner_of("moving").await, to);
+
+    let submitted = app.submit("moving", "246810").await;
+    assert_eq!(submitted.status, StatusCode::OK, "{submitted:?}");
+    let answer = settled(waiter).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(answer.body["token"], "246810");
+    assert_eq!(cluster.hash("moving").await["status"], "token_received");
+}
