@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -35,9 +36,21 @@ impl From<std::io::Error> for RedisServerError {
 }
 
 pub struct RedisServer {
-    child: Child,
+    /// Behind a lock so that a test holding the server in an `Arc` can stop
+    /// and start it again.
+    child: Mutex<Child>,
     port: u16,
     dir: TempDir,
+    /// The extra arguments it was started with, for a restart.
+    extra: Vec<String>,
+}
+
+/// How to stop Redis: as an orchestrator does (SIGTERM, after which Redis
+/// flushes and fsyncs its append-only file), or as a crash does (SIGKILL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Term,
+    Kill,
 }
 
 impl RedisServer {
@@ -53,7 +66,14 @@ impl RedisServer {
             let port = free_port()?;
             let mut child = spawn(dir.path(), port, extra)?;
             match wait_until_ready(&mut child, port, dir.path()) {
-                Ok(true) => return Ok(RedisServer { child, port, dir }),
+                Ok(true) => {
+                    return Ok(RedisServer {
+                        child: Mutex::new(child),
+                        port,
+                        dir,
+                        extra: extra.iter().map(|arg| (*arg).to_owned()).collect(),
+                    });
+                }
                 Ok(false) => continue,
                 Err(error) => {
                     let _ = child.kill();
@@ -76,12 +96,100 @@ impl RedisServer {
     pub fn log(&self) -> String {
         read_log(self.dir.path())
     }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the process and waits until it has exited. Its port and its
+    /// directory (with any append-only file) are kept for `start_again`.
+    pub fn stop(&self, how: Stop) -> Result<(), RedisServerError> {
+        let mut child = self.child();
+        if child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        match how {
+            Stop::Kill => child.kill()?,
+            Stop::Term => {
+                // std sends only SIGKILL, and the crate has no libc binding:
+                // the `kill` command sends SIGTERM.
+                let sent = Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .status()?;
+                if !sent.success() {
+                    return Err(RedisServerError::Failed(format!(
+                        "kill -TERM exited with {sent}"
+                    )));
+                }
+            }
+        }
+        let deadline = Instant::now() + START_TIMEOUT;
+        while child.try_wait()?.is_none() {
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(RedisServerError::Failed(format!(
+                    "it did not exit within {START_TIMEOUT:?} of {how:?}; its log:\n{}",
+                    self.log()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+
+    /// Starts a stopped server again on the same port, in the same
+    /// directory and with the same arguments, so it reloads what it had
+    /// persisted; returns once it answers PING (after loading its data).
+    pub fn start_again(&self) -> Result<(), RedisServerError> {
+        let mut child = self.child();
+        if child.try_wait()?.is_none() {
+            return Err(RedisServerError::Failed(
+                "start_again on a server that is still running".to_owned(),
+            ));
+        }
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let mut restarted = spawn(self.dir.path(), self.port, &extra)?;
+        match wait_until_ready(&mut restarted, self.port, self.dir.path()) {
+            Ok(true) => {
+                *child = restarted;
+                Ok(())
+            }
+            Ok(false) => Err(RedisServerError::Failed(format!(
+                "it exited at restart (is port {} taken?); its log:\n{}",
+                self.port,
+                self.log()
+            ))),
+            Err(error) => {
+                let _ = restarted.kill();
+                let _ = restarted.wait();
+                Err(error)
+            }
+        }
+    }
+
+    /// `stop`, then `start_again`.
+    pub fn restart(&self, how: Stop) -> Result<(), RedisServerError> {
+        self.stop(how)?;
+        self.start_again()
+    }
+
+    /// A panic elsewhere while the lock was held leaves the child as it was.
+    fn child(&self) -> MutexGuard<'_, Child> {
+        self.child
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let child = self
+            .child
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 

@@ -8,6 +8,8 @@
 //! the node that owns its keys. Every step's keys share one hash tag, so on a
 //! cluster each step is still one atomic script on one node.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -90,6 +92,67 @@ impl Target {
                 Ok(Connection::Cluster(client.get_async_connection().await?))
             }
         }
+    }
+}
+
+/// A command connection that replaces itself when a call times out. The
+/// redis crate reconnects after an error, but not after a timeout, and a
+/// connection that stopped answering (half-open, after a network cut) is
+/// never cured by waiting: every call on it would time out for good.
+#[derive(Clone)]
+pub struct Link {
+    inner: Arc<LinkInner>,
+}
+
+struct LinkInner {
+    target: Target,
+    timeout: Duration,
+    current: RwLock<Connection>,
+    replacing: AtomicBool,
+}
+
+impl Link {
+    pub async fn open(target: &Target, timeout: Duration) -> RedisResult<Link> {
+        let current = target.connect(timeout).await?;
+        Ok(Link {
+            inner: Arc::new(LinkInner {
+                target: target.clone(),
+                timeout,
+                current: RwLock::new(current),
+                replacing: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The connection to use now.
+    pub fn get(&self) -> Connection {
+        // Never left half-written: the lock only guards an assignment.
+        let current = self.inner.current.read().unwrap_or_else(|e| e.into_inner());
+        current.clone()
+    }
+
+    /// Connects anew in the background, one attempt at a time, and swaps
+    /// the new connection in once it answers. Calls in flight finish (or
+    /// time out) on the old one.
+    pub fn replace(&self) {
+        if self.inner.replacing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let connect = inner.target.connect(inner.timeout);
+            match tokio::time::timeout(inner.timeout, connect).await {
+                Ok(Ok(fresh)) => {
+                    *inner.current.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+                    tracing::info!("replaced the Redis connection after a call timed out");
+                }
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "could not replace the Redis connection yet");
+                }
+                Err(_) => tracing::debug!("could not replace the Redis connection yet: timed out"),
+            }
+            inner.replacing.store(false, Ordering::Release);
+        });
     }
 }
 

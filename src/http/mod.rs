@@ -116,6 +116,10 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// How long a stopping gateway waits for requests in flight: within the
+/// 5 s that a deploy allows it, with room to exit.
+const DRAIN_LIMIT: Duration = Duration::from_secs(4);
+
 /// Serves until `shutdown` is cancelled, then stops accepting and lets the
 /// connections finish their requests (long polls and feeds end at once on
 /// the same signal).
@@ -157,7 +161,15 @@ pub async fn serve(
         });
     }
     drop(listener);
-    connections.shutdown().await;
+    // hyper closes idle connections at once and lets requests finish; a
+    // client stalled mid-request would hold the process up, so the drain is
+    // bounded, and what is left is dropped with the runtime.
+    if tokio::time::timeout(DRAIN_LIMIT, connections.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(limit = ?DRAIN_LIMIT, "stopped waiting for connections that had not finished their requests");
+    }
     Ok(())
 }
 

@@ -71,7 +71,7 @@ impl Store {
         after: &str,
         count: usize,
     ) -> Result<FeedRead, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.get();
         let reply: Vec<String> = self
             .bounded(
                 self.scripts
@@ -168,7 +168,7 @@ impl Store {
         }
         let mut pause = FEED_RETRY_PAUSE;
         for remaining in (0..FEED_TRIES).rev() {
-            let mut conn = self.conn.clone();
+            let mut conn = self.link.get();
             match self
                 .bounded(invocation.invoke_async::<String>(&mut conn))
                 .await

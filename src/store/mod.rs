@@ -38,7 +38,7 @@ use crate::model::{
     Access, AccessId, Actor, AnswerRule, CustomerId, Event, ImageUri, Instructions, NewChallenge,
     Outcome, Reason, Status, Token, UnixMillis, Validation,
 };
-use crate::redis_target::{Connection, Target};
+use crate::redis_target::{Link, Target};
 pub use feed::{FeedEntry, FeedEvent, FeedRead};
 use hash::Fields;
 pub use keys::{Keys, Prefix};
@@ -90,6 +90,14 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    fn is_timeout(&self) -> bool {
+        match self {
+            StoreError::Timeout(_) => true,
+            StoreError::Redis(error) => error.is_timeout(),
+            _ => false,
+        }
+    }
+
     /// Redis is down, unreachable or too slow: worth a retry later, as
     /// opposed to a bug or a refused step.
     pub fn is_unavailable(&self) -> bool {
@@ -161,7 +169,7 @@ struct Step {
 
 #[derive(Clone)]
 pub struct Store {
-    conn: Connection,
+    link: Link,
     /// Classic pub/sub on one Redis, sharded on a cluster.
     scripts: &'static Scripts,
     options: StoreOptions,
@@ -170,9 +178,9 @@ pub struct Store {
 impl Store {
     /// Connects and checks that Redis answers, so a wrong URL fails at start.
     pub async fn connect(target: &Target, options: StoreOptions) -> Result<Self, StoreError> {
-        let connect = target.connect(options.timeout);
-        let conn = match tokio::time::timeout(options.timeout, connect).await {
-            Ok(conn) => conn?,
+        let connect = Link::open(target, options.timeout);
+        let link = match tokio::time::timeout(options.timeout, connect).await {
+            Ok(link) => link?,
             Err(_) => return Err(StoreError::Timeout(options.timeout)),
         };
         let scripts = if target.is_cluster() {
@@ -181,7 +189,7 @@ impl Store {
             &scripts::CLASSIC
         };
         let store = Self {
-            conn,
+            link,
             scripts,
             options,
         };
@@ -194,7 +202,7 @@ impl Store {
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.get();
         self.bounded(redis::cmd("PING").query_async::<()>(&mut conn))
             .await
     }
@@ -202,7 +210,7 @@ impl Store {
     /// Loads every script, which also proves Redis answers. After a Redis
     /// restart empties its script cache, each call reloads its own script.
     async fn load_scripts(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.get();
         for script in self.scripts.all() {
             self.bounded(script.load_async(&mut conn)).await?;
         }
@@ -211,7 +219,8 @@ impl Store {
 
     /// Bounds a Redis call by the configured timeout. The redis crate has its
     /// own response timeout, but a call made while the connection manager
-    /// reconnects waits for the reconnection, which this also bounds.
+    /// reconnects waits for the reconnection, which this also bounds. A call
+    /// that times out has the connection replaced, in case it is half-open.
     async fn bounded<T>(
         &self,
         call: impl Future<Output = redis::RedisResult<T>>,
@@ -220,8 +229,11 @@ impl Store {
             Ok(result) => result.map_err(StoreError::from),
             Err(_) => Err(StoreError::Timeout(self.options.timeout)),
         };
-        if result.is_err() {
+        if let Err(error) = &result {
             metrics::redis_error();
+            if error.is_timeout() {
+                self.link.replace();
+            }
         }
         result
     }
@@ -256,7 +268,7 @@ impl Store {
         let expires_in = challenge.expires_in.as_duration();
         let keep = expires_in + self.options.retention;
         let pending = self.keys().pending(&challenge.customer);
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.get();
         let started_at: u64 = self
             .bounded(
                 self.scripts
@@ -337,7 +349,7 @@ impl Store {
         customer: &CustomerId,
     ) -> Result<Vec<Access>, StoreError> {
         let index = self.keys().pending(customer);
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.get();
         let entries: Vec<(String, String)> = self
             .bounded(conn.zrange_withscores(&index, 0, LIST_LIMIT - 1))
             .await?;
@@ -456,7 +468,7 @@ impl Store {
     /// neither a challenge nor a trail.
     pub async fn events(&self, access: &AccessId) -> Result<Option<Vec<Event>>, StoreError> {
         let names = self.keys().access(access);
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.get();
         let (exists, trail): (bool, StreamRangeReply) = self
             .bounded(
                 redis::pipe()
@@ -510,7 +522,7 @@ impl Store {
         let grace = millis(self.options.in_flight_grace());
         let mut expired = 0;
         loop {
-            let mut conn = self.conn.clone();
+            let mut conn = self.link.get();
             let flat: Vec<String> = self
                 .bounded(
                     self.scripts
@@ -546,7 +558,7 @@ impl Store {
         score: u64,
         grace: u64,
     ) -> Result<Swept, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.get();
         let parsed = member.rsplit_once('|').and_then(|(access, started_at)| {
             Some((
                 AccessId::parse(access).ok()?,
@@ -561,7 +573,7 @@ impl Store {
         let args = [args[0].as_str(), args[1].as_str()];
         let step = self.step(&self.scripts.expire, &access, &args).await?;
         let postpone = |until: u64| {
-            let mut conn = self.conn.clone();
+            let mut conn = self.link.get();
             async move {
                 let moved: u64 = self
                     .bounded(
@@ -619,7 +631,7 @@ impl Store {
         for arg in args {
             invocation.arg(*arg);
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.get();
         let mut reply: Vec<String> = self.bounded(invocation.invoke_async(&mut conn)).await?;
         if reply.len() < 2 {
             return Err(StoreError::Malformed {
@@ -669,7 +681,7 @@ impl Store {
         let pending = self.keys().pending(&access.customer);
         let started_at = access.started_at.0.to_string();
         let entry = expiring_member(&access.access, access.started_at.0);
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.get();
         let expiring = self.keys().expiring();
         let (_, unexpiring) = futures_util::join!(
             self.index_remove(&pending, access.access.as_str(), &started_at),
@@ -681,7 +693,7 @@ impl Store {
     }
 
     async fn index_remove(&self, index: &str, member: &str, score: &str) {
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.get();
         let removed = self
             .bounded(
                 self.scripts

@@ -45,7 +45,7 @@ impl Cluster {
                 .unwrap_or_else(|e| panic!("{e}"))
             })
             .collect();
-        let ports: Vec<u16> = nodes.iter().map(|node| port_of(&node.url())).collect();
+        let ports: Vec<u16> = nodes.iter().map(|node| node.port()).collect();
         let created = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(ports.iter().map(|port| format!("127.0.0.1:{port}")))
@@ -203,13 +203,6 @@ impl Cluster {
             .await
             .expect("HGETALL")
     }
-}
-
-fn port_of(url: &str) -> u16 {
-    url.rsplit(':')
-        .next()
-        .and_then(|port| port.parse().ok())
-        .expect("a port in the URL")
 }
 
 /// Reads the feed until an event says `access` is in `status`.

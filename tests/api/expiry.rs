@@ -92,13 +92,16 @@ async fn no_step_acts_on_a_challenge_past_its_deadline_even_before_the_sweep() {
     let redis = start_redis();
     // A sweep too slow to matter here: each step must see the deadline itself.
     let app = TestApp::spawn_with(redis, |config| config.sweep_interval_ms = 10_000).await;
+    // "waited" is posted last, so its deadline is the latest: once its
+    // waiter learns of the expiry, every other deadline has passed too,
+    // however slowly a loaded machine made the posts.
     let accesses = [
-        "waited",
         "late-token",
         "late-rule",
         "late-report",
         "late-cancel",
         "late-read",
+        "waited",
     ];
     for access in accesses {
         let body = json!({"customer": "c1", "finEntityName": "Real", "doubleAuthQuestion": "q",

@@ -11,6 +11,7 @@ mod cluster;
 mod concurrency;
 mod deploy;
 mod expiry;
+mod faults;
 mod feed;
 mod feed_order;
 mod fuzz;

@@ -378,19 +378,12 @@ impl TestApp {
 
     /// Waits until `condition` holds, checking every few milliseconds: for
     /// states that no event announces, such as "the gateway has subscribed".
-    pub async fn until<F, Fut>(&self, what: &str, mut condition: F)
+    pub async fn until<F, Fut>(&self, what: &str, condition: F)
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = bool>,
     {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while !condition().await {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "never happened: {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        eventually(what, condition).await;
     }
 
     /// Until `n` long polls have subscribed, read once, and wait for a hint.
@@ -687,4 +680,122 @@ async fn into_reply(response: reqwest::Response) -> Reply {
         headers,
         body,
     }
+}
+
+// For the fault tests: gateways on fixed ports that come back on the same
+// address, and conditions awaited without a TestApp at hand.
+
+/// A loopback port nobody listens on now (bound, then let go), for a
+/// gateway that must be restarted on the same address.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+impl Binary {
+    /// The binary on this loopback port, so that it can be started again on
+    /// the same address after it stopped.
+    pub fn serve_on(redis: &RedisServer, port: u16, env: &[(&str, &str)]) -> Binary {
+        let listen = format!("127.0.0.1:{port}");
+        let mut with_listen = vec![("TWOFA_LISTEN", listen.as_str())];
+        with_listen.extend_from_slice(env);
+        let binary = Binary::serve(redis, &with_listen);
+        assert_eq!(binary.addr, listen, "the gateway listens where it was told");
+        binary
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// SIGTERM, as an orchestrator sends at a deploy.
+    pub fn terminate(&self) {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("the kill command runs");
+        assert!(sent.success(), "SIGTERM sent");
+    }
+
+    /// The exit status, if the process exits within `limit`.
+    pub async fn exit_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the gateway's status") {
+                return Some(status);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Waits until `condition` holds, checking every few milliseconds: for
+/// states that no event announces, in tests with or without a `TestApp`.
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A new connection to this Redis: one opened before a Redis restart does
+/// not survive it.
+pub async fn redis_connection(redis: &RedisServer) -> MultiplexedConnection {
+    redis::Client::open(redis.url())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|e| panic!("a connection to Redis: {e}\n{}", redis.log()))
+}
+
+/// One step of an access's audit trail, as its stream holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrailStep {
+    /// `challenge`, or the status moved to.
+    pub kind: String,
+    pub attempt: u32,
+    pub by: String,
+}
+
+/// The audit trails of these accesses, oldest step first, read straight
+/// from their streams in one round trip.
+pub async fn trails(conn: &mut MultiplexedConnection, accesses: &[String]) -> Vec<Vec<TrailStep>> {
+    let mut pipe = redis::pipe();
+    for access in accesses {
+        pipe.cmd("XRANGE")
+            .arg(format!("2fa:access:{{{access}}}:events"))
+            .arg("-")
+            .arg("+");
+    }
+    let streams: Vec<Vec<(String, HashMap<String, String>)>> =
+        pipe.query_async(conn).await.expect("XRANGE of the trails");
+    streams
+        .into_iter()
+        .map(|entries| {
+            entries
+                .into_iter()
+                .map(|(id, fields)| TrailStep {
+                    kind: fields.get("type").cloned().unwrap_or_default(),
+                    attempt: fields
+                        .get("attempt")
+                        .and_then(|a| a.parse().ok())
+                        .unwrap_or_else(|| panic!("trail entry {id} without an attempt")),
+                    by: fields.get("by").cloned().unwrap_or_default(),
+                })
+                .collect()
+        })
+        .collect()
 }
