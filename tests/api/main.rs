@@ -18,6 +18,7 @@ mod fuzz;
 mod indexes;
 mod kinds;
 mod lifecycle;
+mod network;
 mod openapi;
 mod operations;
 mod resilience;
