@@ -22,8 +22,10 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 #[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// Redis to keep state in, as redis://[user:password@]host:port[/db].
-    /// When unset and nothing answers at redis://127.0.0.1:6379, a private
+    /// Redis to keep state in, as redis://[user:password@]host:port[/db]
+    /// (rediss:// for TLS), or a Redis Cluster as
+    /// redis+cluster://[user:password@]host:port,host:port,... naming any of
+    /// its nodes. When unset and nothing answers at redis://127.0.0.1:6379, a private
     /// development redis-server is started (its data is not kept).
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,

@@ -13,7 +13,9 @@
 //!   name is built in `store::keys`.
 //! - [`wait`]: the shared pub/sub subscriber and the in-process fan-out that
 //!   wakes long polls. A message is only a hint; the waiter re-reads the
-//!   store.
+//!   store. On a cluster it subscribes each channel on its shard.
+//! - [`redis_target`]: where Redis is, one server or a cluster, and the
+//!   command connection that replaces itself when it stops answering.
 //! - [`feed`]: a customer's live feed as one front end follows it, woken by
 //!   the same subscriber, reading the feed stream from its own position.
 //! - [`auth`]: API keys (kept as SHA-256 digests) and their roles; the
