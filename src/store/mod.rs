@@ -29,7 +29,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use redis::{AsyncCommands, Script};
+use redis::{AsyncCommands, RetryMethod, Script};
 
 use redis::streams::StreamRangeReply;
 
@@ -109,6 +109,13 @@ impl StoreError {
                     || e.is_connection_dropped()
                     || e.is_connection_refusal()
                     || e.is_unrecoverable_error()
+                    // LOADING (a restarted Redis reading its data back),
+                    // CLUSTERDOWN, TRYAGAIN, MASTERDOWN, and READONLY from a
+                    // primary just demoted: all pass once Redis settles.
+                    || matches!(
+                        e.retry_method(),
+                        RetryMethod::WaitAndRetry | RetryMethod::RefreshSlotsAndRetry
+                    )
             }
             _ => false,
         }

@@ -266,6 +266,70 @@ async fn redis_restarted_under_waiters_keeps_challenges_and_delivers_every_token
     }
 }
 
+/// A restarted Redis answers LOADING until it has read its data back, which
+/// takes seconds on a real dataset: that is an outage like any other (503
+/// with Retry-After, not 500), and a waiter rides it out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_still_loading_its_data_is_an_outage_and_waiters_ride_it_out() {
+    // Half a millisecond per key read back: 3,000 keys load for 1.5 s.
+    let redis = start_redis_with(&[
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--key-load-delay",
+        "500",
+        "--loading-process-events-interval-bytes",
+        "1024",
+    ]);
+    let app = TestApp::spawn_on(redis.clone()).await;
+    app.challenge("001", "c1", "q").await;
+    let waiter = app.spawn_wait("001", 30.0);
+    app.until_waiting(1).await;
+    let mut filler = redis::pipe();
+    for i in 0..3_000 {
+        filler.set(format!("filler:{i}"), "x").ignore();
+    }
+    let mut conn = app.conn.clone();
+    filler
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("filler keys");
+
+    let restarting = redis.clone();
+    let restarted = tokio::task::spawn_blocking(move || restarting.restart(Stop::Term));
+    // Asked over plain TCP: a client library's handshake fails while loading.
+    eventually("Redis answers LOADING", || async {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", redis.port())).await else {
+            return false;
+        };
+        let mut reply = [0u8; 8];
+        stream.write_all(b"PING\r\n").await.is_ok()
+            && stream.read_exact(&mut reply).await.is_ok()
+            && reply == *b"-LOADING"
+    })
+    .await;
+    for path in ["/readyz", "/v1/accesses/001"] {
+        let refused = prompt(&app, Method::GET, path, None).await;
+        refused.assert_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+        assert!(refused.headers.contains_key("retry-after"), "{refused:?}");
+    }
+
+    restarted
+        .await
+        .expect("the restart task")
+        .unwrap_or_else(|e| panic!("{e}"));
+    app.until("readiness is 200 once Redis has loaded", || async {
+        prompt(&app, Method::GET, "/readyz", None).await.status == StatusCode::OK
+    })
+    .await;
+    let stored = app.submit("001", "987654").await;
+    assert_eq!(stored.status, StatusCode::OK, "{stored:?}");
+    let answer = settled(waiter).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(answer.body["token"], "987654");
+}
+
 /// Stops Redis `how`, checks that the gateway says so promptly while it is
 /// down, starts it again on the same port, and returns once the gateway is
 /// ready again.
