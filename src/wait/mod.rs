@@ -481,7 +481,7 @@ enum Transport {
         sink: PubSubSink,
         messages: redis::aio::PubSubStream,
     },
-    Cluster(Shards),
+    Cluster(Box<Shards>),
 }
 
 /// What the connection reports.
@@ -491,6 +491,9 @@ enum Event {
     /// Channels the server no longer delivers (a cluster node failed, or a
     /// slot moved): they are subscribed again where they now live.
     Dropped(Vec<String>),
+    /// A cluster node became reachable: the channels waiting for it are
+    /// subscribed now.
+    Retry,
     Closed,
 }
 
@@ -501,9 +504,9 @@ impl Transport {
                 let (sink, messages) = client.get_async_pubsub().await?.split();
                 Ok(Transport::Single { sink, messages })
             }
-            Target::Cluster(seeds) => Ok(Transport::Cluster(
+            Target::Cluster(seeds) => Ok(Transport::Cluster(Box::new(
                 Shards::connect(seeds, shared.options.confirm_timeout).await?,
-            )),
+            ))),
         }
     }
 
@@ -517,22 +520,24 @@ impl Transport {
         }
     }
 
-    /// Subscribes `channels` and returns those the server confirmed. On a
-    /// single Redis a failure ends the connection. On a cluster a channel
-    /// whose shard cannot answer now is left out, for a later try, so a
-    /// shard that is down holds up only its own channels.
+    /// Subscribes `channels`, calling `confirm` for each one the server
+    /// confirmed. On a single Redis a failure ends the connection. On a
+    /// cluster a channel whose shard cannot answer now is left out, for a
+    /// later try, so a shard that is down holds up only its own channels.
     async fn subscribe(
         &mut self,
         channels: &[String],
         timeout: Duration,
-    ) -> Result<Vec<String>, String> {
+        confirm: &mut (dyn FnMut(&String) + Send),
+    ) -> Result<(), String> {
         match self {
             Transport::Single { sink, .. } => {
                 answered("SUBSCRIBE", timeout, sink.subscribe(channels)).await?;
-                Ok(channels.to_vec())
+                channels.iter().for_each(confirm);
             }
-            Transport::Cluster(shards) => Ok(shards.subscribe(channels).await),
+            Transport::Cluster(shards) => shards.subscribe(channels, confirm).await,
         }
+        Ok(())
     }
 
     async fn unsubscribe(&mut self, channels: &[String], timeout: Duration) -> Result<(), String> {
@@ -557,7 +562,7 @@ impl Transport {
                     .map(drop)
             }
             Transport::Cluster(shards) => {
-                shards.ping().await;
+                shards.ping();
                 Ok(())
             }
         }
@@ -622,6 +627,7 @@ impl Session {
                         shared.registry().dirty.extend(channels);
                         self.reconcile(shared).await?;
                     }
+                    Event::Retry => self.reconcile(shared).await?,
                     Event::Closed => return Err("the connection closed".to_owned()),
                 },
                 () = shared.dirty.notified() => self.reconcile(shared).await?,
@@ -674,22 +680,21 @@ impl Session {
     /// dirty, and is tried again shortly.
     async fn subscribe(&mut self, shared: &Shared, channels: Vec<String>) -> Result<(), String> {
         for batch in channels.chunks(CHANNELS_PER_COMMAND) {
-            let confirmed = self
-                .transport
-                .subscribe(batch, shared.options.confirm_timeout)
-                .await?;
-            let mut registry = shared.registry();
-            for channel in &confirmed {
-                if let Some(wanted) = registry.wanted.get(channel) {
+            let mut confirmed = HashSet::with_capacity(batch.len());
+            let mut confirm = |channel: &String| {
+                if let Some(wanted) = shared.registry().wanted.get(channel) {
                     wanted.confirmed.send_replace(true);
                 }
-            }
+                confirmed.insert(channel.clone());
+            };
+            self.transport
+                .subscribe(batch, shared.options.confirm_timeout, &mut confirm)
+                .await?;
             if confirmed.len() < batch.len() {
-                let left: Vec<&String> = batch.iter().filter(|c| !confirmed.contains(c)).collect();
-                registry.dirty.extend(left.into_iter().cloned());
+                let left = batch.iter().filter(|c| !confirmed.contains(*c)).cloned();
+                shared.registry().dirty.extend(left);
                 self.retry_at = Some(Instant::now() + READ_AGAIN_AFTER_FAILURE);
             }
-            drop(registry);
             self.subscribed.extend(confirmed);
         }
         Ok(())

@@ -18,7 +18,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::join_all;
+use futures_util::StreamExt;
+use futures_util::future::{join_all, select_ok};
+use futures_util::stream::FuturesUnordered;
 use redis::aio::{AsyncPushSender, MultiplexedConnection, SendError};
 use redis::{
     AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, ProtocolVersion,
@@ -31,8 +33,10 @@ use super::Event;
 
 const SLOTS: usize = 16_384;
 
-/// How long a node that could not be reached is left alone, so that a dead
-/// primary is not dialled on every retry until the cluster fails it over.
+/// How long a node that failed is left alone, so that a dead primary is not
+/// dialled on every retry until the cluster fails it over. Attempts run in
+/// the background, so this only spares the node, and it is short, so that a
+/// node that comes back is used again soon.
 const NODE_COOLDOWN: Duration = Duration::from_secs(1);
 
 /// A node's address as `CLUSTER SLOTS` gives it.
@@ -49,8 +53,7 @@ pub(super) struct Shards {
     /// Every slot's primary, by the last slot map read.
     owners: Vec<Option<Addr>>,
     nodes: HashMap<Addr, Node>,
-    /// Nodes that could not be reached lately, and until when they are
-    /// skipped.
+    /// Nodes that failed lately, and until when they are skipped.
     cooling: HashMap<Addr, Instant>,
     /// Channels lost, not yet reported.
     lost: Vec<String>,
@@ -61,6 +64,19 @@ pub(super) struct Shards {
     generation: u64,
     sender: UnboundedSender<Tagged>,
     pushes: UnboundedReceiver<Tagged>,
+    /// Nodes being connected to, in the background.
+    connecting: HashSet<Addr>,
+    /// What background connection attempts and heartbeats found.
+    report: UnboundedSender<Report>,
+    reports: UnboundedReceiver<Report>,
+}
+
+/// Connections and heartbeats run beside the subscriber's loop, so that a
+/// node that does not answer never holds up the others' messages.
+enum Report {
+    Connected(Addr, u64, RedisResult<MultiplexedConnection>),
+    /// The node's connection of that generation missed a heartbeat.
+    Silent(Addr, u64),
 }
 
 struct Node {
@@ -92,6 +108,7 @@ impl Shards {
             .map(|seed| seed.as_str().into_connection_info())
             .collect::<RedisResult<Vec<_>>>()?;
         let (sender, pushes) = unbounded_channel();
+        let (report, reports) = unbounded_channel();
         let mut shards = Shards {
             seeds,
             timeout,
@@ -103,6 +120,9 @@ impl Shards {
             generation: 0,
             sender,
             pushes,
+            connecting: HashSet::new(),
+            report,
+            reports,
         };
         shards.refresh().await?;
         Ok(shards)
@@ -113,8 +133,17 @@ impl Shards {
             if !self.lost.is_empty() {
                 return Event::Dropped(std::mem::take(&mut self.lost));
             }
-            let Some((addr, generation, push)) = self.pushes.recv().await else {
-                return Event::Closed;
+            let (addr, generation, push) = tokio::select! {
+                push = self.pushes.recv() => match push {
+                    Some(push) => push,
+                    None => return Event::Closed,
+                },
+                Some(report) = self.reports.recv() => {
+                    if self.take(report) {
+                        return Event::Retry;
+                    }
+                    continue;
+                }
             };
             let current = self
                 .nodes
@@ -150,23 +179,27 @@ impl Shards {
         }
     }
 
-    /// Subscribes each channel on its slot's primary, and returns those
-    /// confirmed. Channels whose primary cannot be reached now are left out,
-    /// for the session to try again; a `MOVED` answer re-reads the slot map
-    /// and tries once more at once.
-    pub(super) async fn subscribe(&mut self, channels: &[String]) -> Vec<String> {
-        let mut confirmed = Vec::with_capacity(channels.len());
+    /// Subscribes each channel on its slot's primary, calling `confirm` for
+    /// each as soon as its primary confirms it, so that a slow node holds up
+    /// only its own channels. Channels whose primary cannot be reached now
+    /// are left out, for the session to try again; a `MOVED` answer re-reads
+    /// the slot map and tries once more at once. A node that fails a
+    /// subscription is dropped (its channels are lost, to be subscribed
+    /// again) and left alone for a while.
+    pub(super) async fn subscribe(
+        &mut self,
+        channels: &[String],
+        confirm: &mut (dyn FnMut(&String) + Send),
+    ) {
         let mut left: Vec<&String> = channels.iter().collect();
         for pass in 0..2 {
             if (pass > 0 || self.stale) && self.refresh().await.is_err() {
                 break;
             }
-            let mut tries = Vec::with_capacity(left.len());
+            let mut replies = FuturesUnordered::new();
             for channel in left {
-                // A channel whose primary cannot be reached waits for the
-                // session's next try.
-                if let Some((addr, mut conn)) = self.node_for(channel).await {
-                    tries.push(async move {
+                if let Some((addr, mut conn)) = self.node_for(channel) {
+                    replies.push(async move {
                         let reply = redis::cmd("SSUBSCRIBE")
                             .arg(channel)
                             .query_async::<Value>(&mut conn)
@@ -176,27 +209,29 @@ impl Shards {
                 }
             }
             let mut again = Vec::new();
-            for (channel, addr, reply) in join_all(tries).await {
+            let mut failed: HashMap<Addr, (usize, redis::RedisError)> = HashMap::new();
+            while let Some((channel, addr, reply)) = replies.next().await {
                 match reply {
                     Ok(_) => {
                         if let Some(node) = self.nodes.get_mut(&addr) {
                             node.channels.insert(channel.clone());
                         }
-                        confirmed.push(channel.clone());
+                        confirm(channel);
                     }
                     Err(error) if error.redirect_node().is_some() => again.push(channel),
-                    Err(error) => {
-                        tracing::warn!(%channel, node = %addr, %error, "a shard did not confirm a subscription; trying again soon");
-                        self.stale = true;
-                    }
+                    Err(error) => failed.entry(addr).or_insert((0, error)).0 += 1,
                 }
+            }
+            for (addr, (channels, error)) in failed {
+                tracing::warn!(node = %addr, channels, %error, "a cluster node did not confirm subscriptions; dropping its connection");
+                self.drop_node(&addr);
+                self.cool(&addr);
             }
             if again.is_empty() {
                 break;
             }
             left = again;
         }
-        confirmed
     }
 
     pub(super) async fn unsubscribe(&mut self, channels: &[String]) {
@@ -222,30 +257,68 @@ impl Shards {
         join_all(tries).await;
     }
 
-    /// Pings every node held. One that does not answer in time is half-open:
-    /// it is dropped, and its channels are lost.
-    pub(super) async fn ping(&mut self) {
-        let pings = self.nodes.iter().map(|(addr, node)| {
-            let mut conn = node.conn.clone();
-            let timeout = self.timeout;
-            async move {
+    /// Pings every node held, in the background. One that does not answer
+    /// in time is half-open: it is dropped, and its channels are lost.
+    pub(super) fn ping(&self) {
+        let timeout = self.timeout;
+        for (addr, node) in &self.nodes {
+            let (addr, generation, mut conn) = (addr.clone(), node.generation, node.conn.clone());
+            let report = self.report.clone();
+            tokio::spawn(async move {
                 let command = redis::cmd("PING");
                 let ping = command.query_async::<Value>(&mut conn);
-                let answered = matches!(tokio::time::timeout(timeout, ping).await, Ok(Ok(_)));
-                (addr.clone(), answered)
+                if !matches!(tokio::time::timeout(timeout, ping).await, Ok(Ok(_))) {
+                    let _ = report.send(Report::Silent(addr, generation));
+                }
+            });
+        }
+    }
+
+    /// Takes in what a background task found; true when a node became
+    /// reachable, so that the channels waiting for it are tried now.
+    fn take(&mut self, report: Report) -> bool {
+        match report {
+            Report::Connected(addr, generation, Ok(conn)) => {
+                self.connecting.remove(&addr);
+                self.cooling.remove(&addr);
+                let node = Node {
+                    conn,
+                    generation,
+                    channels: HashSet::new(),
+                };
+                self.nodes.insert(addr, node);
+                true
             }
-        });
-        for (addr, answered) in join_all(pings).await {
-            if !answered {
-                tracing::warn!(node = %addr, "a cluster node did not answer the heartbeat");
-                self.drop_node(&addr);
+            Report::Connected(addr, _, Err(error)) => {
+                tracing::warn!(node = %addr, %error, "cannot connect to a cluster node");
+                self.connecting.remove(&addr);
+                self.cool(&addr);
+                self.stale = true;
+                false
+            }
+            Report::Silent(addr, generation) => {
+                let current = self
+                    .nodes
+                    .get(&addr)
+                    .is_some_and(|node| node.generation == generation);
+                if current {
+                    tracing::warn!(node = %addr, "a cluster node did not answer the heartbeat");
+                    self.drop_node(&addr);
+                    self.cool(&addr);
+                }
+                false
             }
         }
     }
 
-    /// The primary that owns `channel`, connected, unless it is cooling.
-    async fn node_for(&mut self, channel: &str) -> Option<(Addr, MultiplexedConnection)> {
-        let addr = self.owners[slot(channel)].clone()?;
+    /// The primary that owns `channel`, if it is connected; otherwise a
+    /// connection is started in the background (unless the node is cooling
+    /// off), and the channel waits for it.
+    fn node_for(&mut self, channel: &str) -> Option<(Addr, MultiplexedConnection)> {
+        let Some(addr) = self.owners[slot(channel)].clone() else {
+            self.stale = true;
+            return None;
+        };
         if let Some(node) = self.nodes.get(&addr) {
             return Some((addr, node.conn.clone()));
         }
@@ -256,42 +329,42 @@ impl Shards {
         {
             return None;
         }
-        match self.open(&addr).await {
-            Ok(conn) => Some((addr, conn)),
-            Err(error) => {
-                tracing::warn!(node = %addr, %error, "cannot connect to a cluster node");
-                self.cooling.insert(addr, Instant::now() + NODE_COOLDOWN);
-                self.stale = true;
-                None
-            }
-        }
+        self.open(addr);
+        None
     }
 
-    async fn open(&mut self, addr: &Addr) -> RedisResult<MultiplexedConnection> {
+    /// Leaves a node that failed alone for a while.
+    fn cool(&mut self, addr: &Addr) {
+        self.cooling
+            .insert(addr.clone(), Instant::now() + NODE_COOLDOWN);
+    }
+
+    /// Connects to a node in the background; the result comes as a report.
+    fn open(&mut self, addr: Addr) {
+        if !self.connecting.insert(addr.clone()) {
+            return;
+        }
         self.generation += 1;
+        let generation = self.generation;
         let push = TagPushes {
             node: addr.clone(),
-            generation: self.generation,
+            generation,
             sender: self.sender.clone(),
         };
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout))
             .set_push_sender(push);
-        let client = redis::Client::open(self.node_info(addr))?;
-        let conn = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
-        self.cooling.remove(addr);
-        self.nodes.insert(
-            addr.clone(),
-            Node {
-                conn: conn.clone(),
-                generation: self.generation,
-                channels: HashSet::new(),
-            },
-        );
-        Ok(conn)
+        let info = self.node_info(&addr);
+        let report = self.report.clone();
+        tokio::spawn(async move {
+            let connected = async {
+                redis::Client::open(info)?
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+            };
+            let _ = report.send(Report::Connected(addr, generation, connected.await));
+        });
     }
 
     /// A node's connection details: the first seed's, at the node's address,
@@ -332,21 +405,15 @@ impl Shards {
         let mut sources: Vec<ConnectionInfo> =
             self.nodes.keys().map(|addr| self.node_info(addr)).collect();
         sources.extend(self.seeds.iter().cloned());
-        let mut last_error = None;
-        for source in sources {
-            match self.read_slots(source).await {
-                Ok(owners) => {
-                    self.owners = owners;
-                    self.stale = false;
-                    self.move_channels();
-                    return Ok(());
-                }
-                Err(error) => last_error = Some(error),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| {
-            redis::RedisError::from((redis::ErrorKind::Client, "no cluster node to ask"))
-        }))
+        // All asked at once: a node that does not answer holds up nothing.
+        let reads = sources
+            .into_iter()
+            .map(|source| Box::pin(self.read_slots(source)));
+        let (owners, _) = select_ok(reads).await?;
+        self.owners = owners;
+        self.stale = false;
+        self.move_channels();
+        Ok(())
     }
 
     async fn read_slots(&self, source: ConnectionInfo) -> RedisResult<Vec<Option<Addr>>> {
@@ -371,6 +438,14 @@ impl Shards {
                     *owner = Some(addr.clone());
                 }
             }
+        }
+        // A node that has not joined yet, or was reset, knows no slots: its
+        // map is no map.
+        if owners.iter().any(Option::is_none) {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "the node's slot map does not cover every slot",
+            )));
         }
         Ok(owners)
     }

@@ -37,9 +37,16 @@ impl Cluster {
                     "yes",
                     "--cluster-config-file",
                     "nodes.conf",
-                    // Failover within a second or two of a primary's death.
+                    // A node is failed within a second or two of its death.
                     "--cluster-node-timeout",
                     "1000",
+                    // The other shards serve on while one has no primary,
+                    // as README advises.
+                    "--cluster-require-full-coverage",
+                    "no",
+                    // A replica takes over only once a test allows it.
+                    "--cluster-replica-no-failover",
+                    "yes",
                 ])
                 .map(Arc::new)
                 .unwrap_or_else(|e| panic!("{e}"))
@@ -73,6 +80,46 @@ impl Cluster {
             .map(|port| format!("127.0.0.1:{port}"))
             .collect();
         format!("redis+cluster://{}", seeds.join(","))
+    }
+
+    /// Lets replicas take over failed primaries from now on.
+    async fn allow_failover(&self) {
+        for (port, node) in self.ports.iter().zip(&self.nodes) {
+            if node.is_some() {
+                redis::cmd("CONFIG")
+                    .arg("SET")
+                    .arg("cluster-replica-no-failover")
+                    .arg("no")
+                    .query_async::<()>(&mut self.connection(*port).await)
+                    .await
+                    .expect("CONFIG SET");
+            }
+        }
+    }
+
+    /// A customer whose keys are not on the primary on `port`, so that its
+    /// feed and list stay up while that primary is down.
+    async fn customer_off(&self, port: u16) -> String {
+        for i in 1.. {
+            let customer = format!("c{i}");
+            if self.owner_of(&customer).await != port {
+                return customer;
+            }
+        }
+        unreachable!("some customer lives on another primary")
+    }
+
+    /// The process id of the node on `port`.
+    async fn pid(&self, port: u16) -> String {
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut self.connection(port).await)
+            .await
+            .expect("INFO server");
+        info.lines()
+            .find_map(|line| line.strip_prefix("process_id:"))
+            .map(|pid| pid.trim().to_owned())
+            .expect("the node's process id")
     }
 
     fn node(&self, index: usize) -> Arc<RedisServer> {
@@ -215,6 +262,15 @@ async fn until_event(feed: &mut FeedClient, access: &str, status: &str) {
     }
 }
 
+/// Sends `signal` to a process, as `kill -<signal>` does.
+fn signal(pid: &str, signal: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), pid])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "kill -{signal} {pid}");
+}
+
 async fn gateway_on(cluster: &Cluster) -> TestApp {
     let url = cluster.url();
     TestApp::spawn_with(cluster.node(0), |config| {
@@ -309,14 +365,7 @@ async fn a_failed_primary_stalls_only_its_own_shard_whose_waiters_resume_after_f
         .keys()
         .find(|port| **port != seed_port)
         .expect("a primary other than the first node");
-    // A customer on a surviving shard, whose feed and list stay up.
-    let mut customer = String::new();
-    for i in 1.. {
-        customer = format!("c{i}");
-        if cluster.owner_of(&customer).await != victim {
-            break;
-        }
-    }
+    let customer = cluster.customer_off(victim).await;
     let mut waiters = HashMap::new();
     for access in by_shard.values().flatten() {
         let posted = app.challenge(access, &customer, "q").await;
@@ -355,6 +404,7 @@ async fn a_failed_primary_stalls_only_its_own_shard_whose_waiters_resume_after_f
     );
 
     // The failed shard's replica takes over; then its waiters get theirs.
+    cluster.allow_failover().await;
     cluster.until_ok(6, Some(victim)).await;
     for access in &by_shard[&victim] {
         let token = format!("token-{access}");
@@ -471,4 +521,87 @@ async fn a_waiter_follows_its_slot_when_the_cluster_is_resharded() {
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     assert_eq!(answer.body["token"], "246810");
     assert_eq!(cluster.hash("moving").await["status"], "token_received");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_primary_holds_up_only_its_own_shard() {
+    let cluster = Cluster::start(3, 0).await;
+    let app = gateway_on(&cluster).await;
+    let seed_port = cluster.ports[0];
+    let mut by_shard: BTreeMap<u16, Vec<String>> = BTreeMap::new();
+    for i in 1..=30 {
+        let access = format!("fz-{i}");
+        by_shard
+            .entry(cluster.owner_of(&access).await)
+            .or_default()
+            .push(access);
+    }
+    assert_eq!(by_shard.len(), 3, "the accesses span all three shards");
+    let victim = *by_shard
+        .keys()
+        .find(|port| **port != seed_port)
+        .expect("a primary other than the first node");
+    let customer = cluster.customer_off(victim).await;
+    let mut waiters = HashMap::new();
+    for access in by_shard.values().flatten() {
+        let posted = app.challenge(access, &customer, "q").await;
+        assert_eq!(posted.status, StatusCode::CREATED, "{posted:?}");
+        waiters.insert(access.clone(), app.spawn_wait(access, 60.0));
+    }
+    app.until_waiting(30).await;
+
+    // Frozen, not dead: its connections stay open and answer nothing, as
+    // with a node stuck in a long command or cut off by the network.
+    let pid = cluster.pid(victim).await;
+    signal(&pid, "STOP");
+    let healthy: Vec<&String> = by_shard
+        .iter()
+        .filter(|(port, _)| **port != victim)
+        .flat_map(|(_, accesses)| accesses)
+        .collect();
+    for access in &healthy {
+        let submitted = app.submit(access, &format!("token-{access}")).await;
+        assert_eq!(submitted.status, StatusCode::OK, "{submitted:?}");
+        let waiter = waiters.remove(*access).expect("a waiter");
+        let answer = settled(waiter).await;
+        assert_eq!(
+            answer.body["token"],
+            format!("token-{access}"),
+            "{answer:?}"
+        );
+    }
+    // New long polls on the healthy shards are taken and woken too, once
+    // the heartbeat has found the frozen node and while it stays frozen.
+    for access in &healthy {
+        let posted = app.challenge(access, &customer, "again").await;
+        assert_eq!(posted.status, StatusCode::CREATED, "{posted:?}");
+        let waiter = app.spawn_wait(access, 30.0);
+        app.until_waiting(by_shard[&victim].len() + 1).await;
+        let submitted = app.submit(access, "second").await;
+        assert_eq!(submitted.status, StatusCode::OK, "{submitted:?}");
+        let answer = settled(waiter).await;
+        assert_eq!(answer.body["token"], "second", "{access}: {answer:?}");
+    }
+
+    // Thawed, its own waiters get their tokens.
+    signal(&pid, "CONT");
+    for access in &by_shard[&victim] {
+        let token = format!("token-{access}");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let submitted = app.submit(access, &token).await;
+            if submitted.status == StatusCode::OK {
+                break;
+            }
+            assert_eq!(
+                submitted.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{submitted:?}"
+            );
+            assert!(Instant::now() < deadline, "still refused: {submitted:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let answer = settled(waiters.remove(access).expect("a waiter")).await;
+        assert_eq!(answer.body["token"], token, "{answer:?}");
+    }
 }
