@@ -30,6 +30,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::time::Instant;
 
 use super::Event;
+use crate::metrics;
 
 const SLOTS: usize = 16_384;
 
@@ -392,9 +393,12 @@ impl Shards {
         seed.clone().set_addr(at).set_redis_settings(settings)
     }
 
+    /// Forgets a node's connection, which the next subscription to one of
+    /// its channels replaces.
     fn drop_node(&mut self, addr: &Addr) {
         if let Some(node) = self.nodes.remove(addr) {
             self.lost.extend(node.channels);
+            metrics::subscriber_reconnected();
         }
         self.stale = true;
     }

@@ -316,6 +316,20 @@ async fn the_story_runs_on_a_three_primary_cluster_with_waiters_in_every_shard()
         assert_eq!(answer.body["token"], format!("token-{access}"));
     }
     until_event(&mut feed, "acc-1", "token_received").await;
+
+    // The bank refuses acc-1's token; its second attempt goes through.
+    assert_eq!(app.report("acc-1", "rejected").await.status, StatusCode::OK);
+    let again = app.challenge("acc-1", "c0", "q2").await;
+    assert_eq!(again.status, StatusCode::CREATED, "{again:?}");
+    assert_eq!(again.body["attempt"], 2);
+    let waiter = app.spawn_wait("acc-1", 30.0);
+    app.until_waiting(1).await;
+    let submitted = app.submit("acc-1", "second-token").await;
+    assert_eq!(submitted.status, StatusCode::OK, "{submitted:?}");
+    let answer = settled(waiter).await;
+    assert_eq!(answer.body["token"], "second-token", "{answer:?}");
+    assert_eq!(answer.body["attempt"], 2);
+
     for access in &accesses {
         assert_eq!(app.report(access, "ok").await.status, StatusCode::OK);
         let hash = cluster.hash(access).await;
@@ -335,15 +349,36 @@ async fn the_story_runs_on_a_three_primary_cluster_with_waiters_in_every_shard()
             .iter()
             .filter_map(|event| event["type"].as_str())
             .collect();
-        assert_eq!(
-            types,
-            ["challenge", "question_sent", "token_received", "ok"],
-            "{access}"
-        );
+        let expected: &[&str] = if access == "acc-1" {
+            &[
+                "challenge",
+                "question_sent",
+                "token_received",
+                "rejected",
+                "challenge",
+                // Shown at once on c0's open feed.
+                "question_sent",
+                "token_received",
+                "ok",
+            ]
+        } else {
+            &["challenge", "question_sent", "token_received", "ok"]
+        };
+        assert_eq!(types, expected, "{access}");
     }
     for customer in ["c0", "c1", "c2"] {
         assert!(app.listed(customer).await.is_empty());
     }
+
+    // The expiry sweep works across shards: a waiter is told `expired`.
+    let short = serde_json::json!({
+        "customer": "c1", "finEntityName": "Real", "doubleAuthQuestion": "q", "expiresIn": 1
+    });
+    let posted = app.challenge_with("acc-late", short).await;
+    assert_eq!(posted.status, StatusCode::CREATED, "{posted:?}");
+    let answer = settled(app.spawn_wait("acc-late", 30.0)).await;
+    answer.assert_error(StatusCode::GONE, "expired");
+    assert_eq!(cluster.hash("acc-late").await["status"], "expired");
 }
 
 #[tokio::test(flavor = "multi_thread")]
