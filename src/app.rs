@@ -94,6 +94,7 @@ impl Application {
                 max_wait: Duration::from_secs(config.max_wait),
                 feed_heartbeat: Duration::from_millis(config.feed_heartbeat_ms),
                 header_timeout: Duration::from_millis(config.header_timeout_ms),
+                demo: !config.no_demo,
             },
             shutdown,
         };

@@ -48,6 +48,9 @@ enum Command {
     Cancel(commands::CancelArgs),
     /// Print an access's Redis keys, read directly, for operators.
     Inspect(commands::InspectArgs),
+    /// A simulated scraper for the demo page: post, wait, print the token,
+    /// report.
+    DemoScraper(commands::DemoScraperArgs),
     /// Print the OpenAPI 3.1 description the gateway serves at /openapi.json.
     #[command(after_help = "Example: twofa-bridge openapi > docs/openapi.json")]
     Openapi,
@@ -91,6 +94,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Some(Command::List(args)) => commands::list(args).await,
         Some(Command::Cancel(args)) => commands::cancel(args).await,
         Some(Command::Inspect(args)) => commands::inspect(args).await,
+        Some(Command::DemoScraper(args)) => commands::demo_scraper(args).await,
         Some(Command::Openapi) => commands::openapi(),
     }
 }

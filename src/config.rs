@@ -50,6 +50,14 @@ pub struct Config {
     #[arg(long, env = "TWOFA_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// Do not serve the demo front end at / (it is served by default).
+    #[arg(
+        long,
+        env = "TWOFA_NO_DEMO",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub no_demo: bool,
+
     /// Prefix of every Redis key and channel.
     #[arg(long, env = "TWOFA_PREFIX", default_value = "2fa")]
     pub prefix: Prefix,

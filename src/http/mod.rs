@@ -4,6 +4,7 @@
 mod accesses;
 mod auth;
 mod challenges;
+mod demo;
 pub mod error;
 mod extract;
 mod feeds;
@@ -49,6 +50,8 @@ pub struct Limits {
     pub feed_heartbeat: Duration,
     /// How long a client may take to send a request's headers.
     pub header_timeout: Duration,
+    /// Whether `/` serves the demo front end.
+    pub demo: bool,
 }
 
 #[derive(Clone)]
@@ -85,7 +88,10 @@ fn routes(keys: &Arc<ApiKeys>) -> OpenApiRouter<AppState> {
         .routes(routes!(health::alive))
         .routes(routes!(health::ready))
         .routes(routes!(health::metrics))
-        .routes(routes!(openapi::document));
+        .routes(routes!(openapi::document))
+        .routes(routes!(demo::page))
+        .routes(routes!(demo::script))
+        .routes(routes!(demo::style));
     openapi::document_bodies(routes.get_openapi_mut());
     routes
 }

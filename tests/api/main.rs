@@ -9,6 +9,7 @@ mod cli;
 mod client;
 mod cluster;
 mod concurrency;
+mod demo;
 mod deploy;
 mod expiry;
 mod faults;
