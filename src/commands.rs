@@ -83,6 +83,16 @@ enum CliKind {
     Decoupled,
 }
 
+impl From<CliKind> for Kind {
+    fn from(kind: CliKind) -> Kind {
+        match kind {
+            CliKind::Code => Kind::Code,
+            CliKind::Text => Kind::Text,
+            CliKind::Decoupled => Kind::Decoupled,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 #[command(
     after_help = "Prints the token alone on stdout. Exit status: 0 with a token, \
@@ -165,11 +175,7 @@ pub async fn challenge(args: ChallengeArgs) -> ExitCode {
             Question::parse(args.question.as_str())?,
         );
         request.expires_in = args.expires_in.map(ExpiresIn::from_secs).transpose()?;
-        request.kind = args.kind.map(|kind| match kind {
-            CliKind::Code => Kind::Code,
-            CliKind::Text => Kind::Text,
-            CliKind::Decoupled => Kind::Decoupled,
-        });
+        request.kind = args.kind.map(Kind::from);
         Ok::<_, crate::model::Invalid>(request)
     })();
     let request = match request {
@@ -286,11 +292,7 @@ pub async fn demo_scraper(args: DemoScraperArgs) -> ExitCode {
             Question::parse(question)?,
         );
         request.expires_in = Some(ExpiresIn::from_secs(args.expires_in)?);
-        request.kind = Some(match args.kind {
-            CliKind::Code => Kind::Code,
-            CliKind::Text => Kind::Text,
-            CliKind::Decoupled => Kind::Decoupled,
-        });
+        request.kind = Some(Kind::from(args.kind));
         Ok::<_, crate::model::Invalid>(request)
     })();
     let request = match request {

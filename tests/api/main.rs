@@ -5,6 +5,7 @@ mod support;
 
 mod audit;
 mod bad_input;
+mod browser;
 mod cli;
 mod client;
 mod cluster;
