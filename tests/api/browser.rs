@@ -125,6 +125,20 @@ impl Browser {
     }
 }
 
+/// A gateway, and a page following customer c1 on it.
+async fn following_c1() -> (TestApp, Browser) {
+    let app = TestApp::spawn().await;
+    let browser = Browser::start().await;
+    browser.follow(&app, "c1").await;
+    (app, browser)
+}
+
+/// Posts a challenge as a scraper would; it must be taken.
+async fn post(app: &TestApp, access: &str, body: serde_json::Value) {
+    let posted = app.challenge_with(access, body).await;
+    assert_eq!(posted.status, StatusCode::CREATED, "{posted:?}");
+}
+
 /// The card of one access.
 fn card(access: &str) -> String {
     format!("li.challenge[data-access=\"{access}\"]")
@@ -132,9 +146,7 @@ fn card(access: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_code_typed_on_the_page_reaches_the_waiting_scraper() {
-    let app = TestApp::spawn().await;
-    let browser = Browser::start().await;
-    browser.follow(&app, "c1").await;
+    let (app, browser) = following_c1().await;
 
     // The scraper posts; the page shows it without a reload.
     let posted = app
@@ -190,17 +202,12 @@ async fn a_code_typed_on_the_page_reaches_the_waiting_scraper() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_code_shows_its_message_inline_and_a_good_one_goes_through() {
-    let app = TestApp::spawn().await;
-    let browser = Browser::start().await;
-    browser.follow(&app, "c1").await;
+    let (app, browser) = following_c1().await;
     let body = json!({
         "customer": "c1", "finEntityName": "Real", "doubleAuthQuestion": "Your 6-digit code",
         "validation": "^[0-9]{6}$", "validationMessage": "The code has six digits"
     });
-    assert_eq!(
-        app.challenge_with("v1", body).await.status,
-        StatusCode::CREATED
-    );
+    post(&app, "v1", body).await;
     let input = format!("{} input[name=token]", card("v1"));
     let send = format!("{} button[type=submit]", card("v1"));
     let waiter = app.spawn_wait("v1", 30.0);
@@ -228,18 +235,13 @@ async fn a_refused_code_shows_its_message_inline_and_a_good_one_goes_through() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_choice_is_answered_with_a_radio_button() {
-    let app = TestApp::spawn().await;
-    let browser = Browser::start().await;
-    browser.follow(&app, "c1").await;
+    let (app, browser) = following_c1().await;
     let body = json!({
         "customer": "c1", "finEntityName": "Real", "doubleAuthQuestion": "Where should we send the code?",
         "kind": "choice",
         "choices": [{"value": "sms", "label": "By SMS"}, {"value": "app", "label": "In the app"}]
     });
-    assert_eq!(
-        app.challenge_with("ch1", body).await.status,
-        StatusCode::CREATED
-    );
+    post(&app, "ch1", body).await;
     let waiter = app.spawn_wait("ch1", 30.0);
     app.until_waiting(1).await;
     browser.until_text(&card("ch1"), "In the app").await;
@@ -262,17 +264,12 @@ async fn a_choice_is_answered_with_a_radio_button() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_decoupled_challenge_shows_the_waiting_state_until_the_bank_approves() {
-    let app = TestApp::spawn().await;
-    let browser = Browser::start().await;
-    browser.follow(&app, "c1").await;
+    let (app, browser) = following_c1().await;
     let body = json!({
         "customer": "c1", "finEntityName": "Real",
         "doubleAuthQuestion": "Approve the login", "kind": "decoupled"
     });
-    assert_eq!(
-        app.challenge_with("dc1", body).await.status,
-        StatusCode::CREATED
-    );
+    post(&app, "dc1", body).await;
     browser
         .until_text(&card("dc1"), "Waiting for your approval in the bank's app")
         .await;
@@ -296,16 +293,11 @@ async fn a_decoupled_challenge_shows_the_waiting_state_until_the_bank_approves()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expiring_challenge_counts_down_and_shows_expired() {
-    let app = TestApp::spawn().await;
-    let browser = Browser::start().await;
-    browser.follow(&app, "c1").await;
+    let (app, browser) = following_c1().await;
     let body = json!({
         "customer": "c1", "finEntityName": "Real", "doubleAuthQuestion": "Quick!", "expiresIn": 2
     });
-    assert_eq!(
-        app.challenge_with("x1", body).await.status,
-        StatusCode::CREATED
-    );
+    post(&app, "x1", body).await;
     browser.until_text(&card("x1"), "expires in 0:0").await;
     browser.until_text(&card("x1"), "Status: expired").await;
     browser.close().await;
@@ -313,9 +305,7 @@ async fn an_expiring_challenge_counts_down_and_shows_expired() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cancelling_on_the_page_wakes_the_scraper_with_cancelled() {
-    let app = TestApp::spawn().await;
-    let browser = Browser::start().await;
-    browser.follow(&app, "c1").await;
+    let (app, browser) = following_c1().await;
     assert_eq!(
         app.challenge("k1", "c1", "q").await.status,
         StatusCode::CREATED
