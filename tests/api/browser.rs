@@ -13,6 +13,10 @@ use crate::support::{PATIENCE, TestApp, eventually, free_port, settled};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
+/// WebDriver's codes for the Tab and Enter keys.
+const TAB: char = '\u{E004}';
+const ENTER: char = '\u{E007}';
+
 /// A headless Chromium with a fresh profile, and the chromedriver that runs
 /// it; both end when dropped.
 struct Browser {
@@ -70,6 +74,13 @@ impl Browser {
 
     /// Opens the page and follows `customer`, with no key.
     async fn follow(&self, app: &TestApp, customer: &str) {
+        self.sign_in(app, customer, "").await;
+        self.until_text("#connection", "Live").await;
+    }
+
+    /// Opens the page and types a customer and a key, with the keyboard
+    /// alone: Enter sends the form.
+    async fn sign_in(&self, app: &TestApp, customer: &str, key: &str) {
         self.client
             .goto(&format!("{}/", app.base))
             .await
@@ -78,11 +89,9 @@ impl Browser {
             .find(Locator::Id("customer"))
             .await
             .expect("the customer field")
-            .send_keys(customer)
+            .send_keys(&format!("{customer}{TAB}{key}{ENTER}"))
             .await
             .expect("typed");
-        self.click("#connect button[type=submit]").await;
-        self.until_text("#connection", "Live").await;
     }
 
     async fn click(&self, css: &str) {
@@ -350,5 +359,96 @@ async fn the_page_reconnects_its_feed_after_the_gateway_restarts() {
         second.report("r1", "rejected").await.status,
         StatusCode::CONFLICT
     );
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_keys_the_page_uses_the_frontend_key_it_is_given_and_says_when_it_is_wrong() {
+    const FRONTEND: &str = "frontend-key-0123456789abcdef012345678";
+    let mut app = TestApp::spawn_with(crate::support::start_redis(), |config| {
+        config.api_keys = Some(
+            format!("scraper:scraper-key-0123456789abcdef0123456789,frontend:{FRONTEND}")
+                .parse()
+                .expect("keys"),
+        );
+    })
+    .await;
+    let browser = Browser::start().await;
+    browser.sign_in(&app, "c1", "not-the-key").await;
+    browser
+        .until_text("#connection", "this API key is not known")
+        .await;
+
+    browser.click("#leave").await;
+    browser.sign_in(&app, "c1", FRONTEND).await;
+    browser.until_text("#connection", "Live").await;
+    app.authorize("scraper-key-0123456789abcdef0123456789");
+    assert_eq!(
+        app.challenge("kb1", "c1", "q").await.status,
+        StatusCode::CREATED
+    );
+    let waiter = app.spawn_wait("kb1", 30.0);
+    app.until_waiting(1).await;
+    // Keyboard only: the code field, then Enter.
+    browser
+        .type_into(
+            &format!("{} input[name=token]", card("kb1")),
+            &format!("111222{ENTER}"),
+        )
+        .await;
+    assert_eq!(settled(waiter).await.body["token"], "111222");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_code_brings_the_new_attempt_and_an_image_shows_on_a_narrow_phone() {
+    let (app, browser) = following_c1().await;
+    // A 1x1 PNG, as a bank's QR code would come.
+    let image = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+    let body = json!({
+        "customer": "c1", "finEntityName": "A bank with a rather long name, as some have",
+        "doubleAuthQuestion": "Scan the picture with your card reader and type the code it shows",
+        "kind": "image", "image": image, "instructions": "The reader is the small device the bank sent you"
+    });
+    post(&app, "im1", body.clone()).await;
+    let img = format!("{} img.bank-image", card("im1"));
+    eventually("the image is shown", || async {
+        match browser.client.find(Locator::Css(&img)).await {
+            Ok(element) => element.attr("src").await.ok().flatten().as_deref() == Some(image),
+            Err(_) => false,
+        }
+    })
+    .await;
+    browser
+        .client
+        .set_window_size(360, 800)
+        .await
+        .expect("resized");
+    let width = browser
+        .client
+        .execute("return document.documentElement.scrollWidth", vec![])
+        .await
+        .expect("script");
+    assert!(
+        width.as_u64().is_some_and(|w| w <= 360),
+        "the page is {width} px wide at 360"
+    );
+
+    let waiter = app.spawn_wait("im1", 30.0);
+    app.until_waiting(1).await;
+    browser
+        .type_into(
+            &format!("{} input[name=token]", card("im1")),
+            &format!("000000{ENTER}"),
+        )
+        .await;
+    assert_eq!(settled(waiter).await.body["token"], "000000");
+    assert_eq!(app.report("im1", "rejected").await.status, StatusCode::OK);
+    browser
+        .until_text(&card("im1"), "refused by the bank (rejected)")
+        .await;
+    post(&app, "im1", body).await;
+    browser.until_text(&card("im1"), "Attempt 2").await;
+    browser.until_text(&card("im1"), "waiting for you").await;
     browser.close().await;
 }
