@@ -166,6 +166,12 @@ async fn a_code_typed_on_the_page_reaches_the_waiting_scraper() {
         .until_text(&card("b1"), "Type the code we sent by SMS")
         .await;
     browser.until_text(&card("b1"), "expires in").await;
+    // A reload keeps the customer (sessionStorage) and shows what waits.
+    browser.client.refresh().await.expect("reloaded");
+    browser.until_text("#connection", "Live").await;
+    browser
+        .until_text(&card("b1"), "Type the code we sent by SMS")
+        .await;
     let input = format!("{} input[name=token]", card("b1"));
     let field = browser
         .client
@@ -419,6 +425,12 @@ async fn a_rejected_code_brings_the_new_attempt_and_an_image_shows_on_a_narrow_p
         }
     })
     .await;
+    browser
+        .until_text(
+            &card("im1"),
+            "The reader is the small device the bank sent you",
+        )
+        .await;
     browser
         .client
         .set_window_size(360, 800)
