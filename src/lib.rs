@@ -5,7 +5,8 @@
 //!
 //! - [`http`]: the axum gateway. Handlers validate input into [`model`]
 //!   types, call one [`store`] or [`wait`] function, and shape the answer.
-//!   Every failure becomes an HTTP status in one place, `http::error`.
+//!   Every failure becomes an HTTP status in one place, `http::error`. It
+//!   also serves the demo front end (`src/http/demo/`), compiled in.
 //! - [`model`]: validated ids and texts, statuses, the access object. A value
 //!   is checked once, at the edge; after that its type is the proof.
 //! - [`store`]: everything that speaks Redis commands. Each lifecycle step is
