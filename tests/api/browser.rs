@@ -129,6 +129,16 @@ impl Browser {
         .await;
     }
 
+    /// A scraper waits on `access`; the user types `code` in its card and
+    /// presses Enter. Returns the token the scraper received.
+    async fn answer(&self, app: &TestApp, access: &str, code: &str) -> serde_json::Value {
+        let waiter = app.spawn_wait(access, 30.0);
+        app.until_waiting(1).await;
+        let field = format!("{} input[name=token]", card(access));
+        self.type_into(&field, &format!("{code}{ENTER}")).await;
+        settled(waiter).await.body["token"].clone()
+    }
+
     async fn close(self) {
         self.client.close().await.expect("the browser closes");
     }
@@ -393,16 +403,8 @@ async fn with_keys_the_page_uses_the_frontend_key_it_is_given_and_says_when_it_i
         app.challenge("kb1", "c1", "q").await.status,
         StatusCode::CREATED
     );
-    let waiter = app.spawn_wait("kb1", 30.0);
-    app.until_waiting(1).await;
     // Keyboard only: the code field, then Enter.
-    browser
-        .type_into(
-            &format!("{} input[name=token]", card("kb1")),
-            &format!("111222{ENTER}"),
-        )
-        .await;
-    assert_eq!(settled(waiter).await.body["token"], "111222");
+    assert_eq!(browser.answer(&app, "kb1", "111222").await, "111222");
     browser.close().await;
 }
 
@@ -446,15 +448,7 @@ async fn a_rejected_code_brings_the_new_attempt_and_an_image_shows_on_a_narrow_p
         "the page is {width} px wide at 360"
     );
 
-    let waiter = app.spawn_wait("im1", 30.0);
-    app.until_waiting(1).await;
-    browser
-        .type_into(
-            &format!("{} input[name=token]", card("im1")),
-            &format!("000000{ENTER}"),
-        )
-        .await;
-    assert_eq!(settled(waiter).await.body["token"], "000000");
+    assert_eq!(browser.answer(&app, "im1", "000000").await, "000000");
     assert_eq!(app.report("im1", "rejected").await.status, StatusCode::OK);
     browser
         .until_text(&card("im1"), "refused by the bank (rejected)")

@@ -14,7 +14,9 @@ use reqwest::StatusCode;
 use tokio::time::Instant;
 use twofa_bridge::redis_server::RedisServer;
 
-use crate::support::{FeedClient, PATIENCE, TestApp, settled};
+use tokio::task::JoinHandle;
+
+use crate::support::{FeedClient, PATIENCE, Reply, TestApp, settled};
 
 /// How long a cluster may take to agree, or to fail over.
 const CLUSTER_PATIENCE: Duration = Duration::from_secs(30);
@@ -271,6 +273,98 @@ fn signal(pid: &str, signal: &str) {
     assert!(sent.success(), "kill -{signal} {pid}");
 }
 
+/// Thirty scrapers waiting, spread over the three shards, and the primary a
+/// test makes fail: not the first node, which the test app's own
+/// connection holds.
+struct Scene {
+    by_shard: BTreeMap<u16, Vec<String>>,
+    victim: u16,
+    /// A customer off the victim's shard, whose feed and list stay up.
+    customer: String,
+    waiters: HashMap<String, JoinHandle<Reply>>,
+}
+
+impl Scene {
+    async fn waiting(cluster: &Cluster, app: &TestApp, prefix: &str) -> Scene {
+        let mut by_shard: BTreeMap<u16, Vec<String>> = BTreeMap::new();
+        for i in 1..=30 {
+            let access = format!("{prefix}-{i}");
+            by_shard
+                .entry(cluster.owner_of(&access).await)
+                .or_default()
+                .push(access);
+        }
+        assert_eq!(by_shard.len(), 3, "the accesses span all three shards");
+        let victim = *by_shard
+            .keys()
+            .find(|port| **port != cluster.ports[0])
+            .expect("a primary other than the first node");
+        let customer = cluster.customer_off(victim).await;
+        let mut waiters = HashMap::new();
+        for access in by_shard.values().flatten() {
+            let posted = app.challenge(access, &customer, "q").await;
+            assert_eq!(posted.status, StatusCode::CREATED, "{posted:?}");
+            waiters.insert(access.clone(), app.spawn_wait(access, 60.0));
+        }
+        app.until_waiting(30).await;
+        Scene {
+            by_shard,
+            victim,
+            customer,
+            waiters,
+        }
+    }
+
+    /// The accesses on the shards that stay up.
+    fn healthy(&self) -> Vec<String> {
+        self.by_shard
+            .iter()
+            .filter(|(port, _)| **port != self.victim)
+            .flat_map(|(_, accesses)| accesses.iter().cloned())
+            .collect()
+    }
+
+    /// Submits the access's token, which must be taken at once and reach
+    /// its waiter.
+    async fn deliver(&mut self, app: &TestApp, access: &str) {
+        let submitted = app.submit(access, &format!("token-{access}")).await;
+        assert_eq!(submitted.status, StatusCode::OK, "{submitted:?}");
+        self.received(access).await;
+    }
+
+    /// Submits the victim shard's tokens, retrying while the gateway's
+    /// connection learns the shard's primary again; each reaches its waiter.
+    async fn deliver_to_victim(&mut self, app: &TestApp) {
+        for access in self.by_shard[&self.victim].clone() {
+            let deadline = Instant::now() + PATIENCE;
+            loop {
+                let submitted = app.submit(&access, &format!("token-{access}")).await;
+                if submitted.status == StatusCode::OK {
+                    break;
+                }
+                assert_eq!(
+                    submitted.status,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "{submitted:?}"
+                );
+                assert!(Instant::now() < deadline, "still refused: {submitted:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            self.received(&access).await;
+        }
+    }
+
+    async fn received(&mut self, access: &str) {
+        let waiter = self.waiters.remove(access).expect("a waiter");
+        let answer = settled(waiter).await;
+        assert_eq!(
+            answer.body["token"],
+            format!("token-{access}"),
+            "{answer:?}"
+        );
+    }
+}
+
 async fn gateway_on(cluster: &Cluster) -> TestApp {
     let url = cluster.url();
     TestApp::spawn_with(cluster.node(0), |config| {
@@ -385,53 +479,19 @@ async fn the_story_runs_on_a_three_primary_cluster_with_waiters_in_every_shard()
 async fn a_failed_primary_stalls_only_its_own_shard_whose_waiters_resume_after_failover() {
     let mut cluster = Cluster::start(3, 1).await;
     let app = gateway_on(&cluster).await;
-    let seed_port = cluster.ports[0];
-    let mut by_shard: BTreeMap<u16, Vec<String>> = BTreeMap::new();
-    for i in 1..=30 {
-        let access = format!("fo-{i}");
-        by_shard
-            .entry(cluster.owner_of(&access).await)
-            .or_default()
-            .push(access);
-    }
-    assert_eq!(by_shard.len(), 3, "the accesses span all three shards");
-    // The gateway's test connection holds the first node; fail another.
-    let victim = *by_shard
-        .keys()
-        .find(|port| **port != seed_port)
-        .expect("a primary other than the first node");
-    let customer = cluster.customer_off(victim).await;
-    let mut waiters = HashMap::new();
-    for access in by_shard.values().flatten() {
-        let posted = app.challenge(access, &customer, "q").await;
-        assert_eq!(posted.status, StatusCode::CREATED, "{posted:?}");
-        waiters.insert(access.clone(), app.spawn_wait(access, 60.0));
-    }
-    app.until_waiting(30).await;
+    let mut scene = Scene::waiting(&cluster, &app, "fo").await;
+    let victim = scene.victim;
 
     cluster.stop(victim);
 
     // The other shards answer at once, before the failover.
-    for (port, accesses) in &by_shard {
-        if *port == victim {
-            continue;
-        }
-        for access in accesses {
-            let submitted = app.submit(access, &format!("token-{access}")).await;
-            assert_eq!(submitted.status, StatusCode::OK, "{submitted:?}");
-            let waiter = waiters.remove(access).expect("a waiter");
-            let answer = settled(waiter).await;
-            assert_eq!(
-                answer.body["token"],
-                format!("token-{access}"),
-                "{answer:?}"
-            );
-        }
+    for access in scene.healthy() {
+        scene.deliver(&app, &access).await;
     }
 
     assert!(
         cluster
-            .owners_seen_by(seed_port)
+            .owners_seen_by(cluster.ports[0])
             .await
             .values()
             .any(|p| *p == victim),
@@ -441,27 +501,7 @@ async fn a_failed_primary_stalls_only_its_own_shard_whose_waiters_resume_after_f
     // The failed shard's replica takes over; then its waiters get theirs.
     cluster.allow_failover().await;
     cluster.until_ok(6, Some(victim)).await;
-    for access in &by_shard[&victim] {
-        let token = format!("token-{access}");
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let submitted = app.submit(access, &token).await;
-            if submitted.status == StatusCode::OK {
-                break;
-            }
-            // Only while the gateway's connection learns the new primary.
-            assert_eq!(
-                submitted.status,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "{submitted:?}"
-            );
-            assert!(Instant::now() < deadline, "still refused: {submitted:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let waiter = waiters.remove(access).expect("a waiter");
-        let answer = settled(waiter).await;
-        assert_eq!(answer.body["token"], token, "{answer:?}");
-    }
+    scene.deliver_to_victim(&app).await;
 }
 
 impl Cluster {
@@ -562,56 +602,24 @@ async fn a_waiter_follows_its_slot_when_the_cluster_is_resharded() {
 async fn a_frozen_primary_holds_up_only_its_own_shard() {
     let cluster = Cluster::start(3, 0).await;
     let app = gateway_on(&cluster).await;
-    let seed_port = cluster.ports[0];
-    let mut by_shard: BTreeMap<u16, Vec<String>> = BTreeMap::new();
-    for i in 1..=30 {
-        let access = format!("fz-{i}");
-        by_shard
-            .entry(cluster.owner_of(&access).await)
-            .or_default()
-            .push(access);
-    }
-    assert_eq!(by_shard.len(), 3, "the accesses span all three shards");
-    let victim = *by_shard
-        .keys()
-        .find(|port| **port != seed_port)
-        .expect("a primary other than the first node");
-    let customer = cluster.customer_off(victim).await;
-    let mut waiters = HashMap::new();
-    for access in by_shard.values().flatten() {
-        let posted = app.challenge(access, &customer, "q").await;
-        assert_eq!(posted.status, StatusCode::CREATED, "{posted:?}");
-        waiters.insert(access.clone(), app.spawn_wait(access, 60.0));
-    }
-    app.until_waiting(30).await;
+    let mut scene = Scene::waiting(&cluster, &app, "fz").await;
 
     // Frozen, not dead: its connections stay open and answer nothing, as
     // with a node stuck in a long command or cut off by the network.
-    let pid = cluster.pid(victim).await;
+    let pid = cluster.pid(scene.victim).await;
     signal(&pid, "STOP");
-    let healthy: Vec<&String> = by_shard
-        .iter()
-        .filter(|(port, _)| **port != victim)
-        .flat_map(|(_, accesses)| accesses)
-        .collect();
+    let healthy = scene.healthy();
     for access in &healthy {
-        let submitted = app.submit(access, &format!("token-{access}")).await;
-        assert_eq!(submitted.status, StatusCode::OK, "{submitted:?}");
-        let waiter = waiters.remove(*access).expect("a waiter");
-        let answer = settled(waiter).await;
-        assert_eq!(
-            answer.body["token"],
-            format!("token-{access}"),
-            "{answer:?}"
-        );
+        scene.deliver(&app, access).await;
     }
     // New long polls on the healthy shards are taken and woken too, once
     // the heartbeat has found the frozen node and while it stays frozen.
     for access in &healthy {
-        let posted = app.challenge(access, &customer, "again").await;
+        let posted = app.challenge(access, &scene.customer, "again").await;
         assert_eq!(posted.status, StatusCode::CREATED, "{posted:?}");
         let waiter = app.spawn_wait(access, 30.0);
-        app.until_waiting(by_shard[&victim].len() + 1).await;
+        app.until_waiting(scene.by_shard[&scene.victim].len() + 1)
+            .await;
         let submitted = app.submit(access, "second").await;
         assert_eq!(submitted.status, StatusCode::OK, "{submitted:?}");
         let answer = settled(waiter).await;
@@ -620,23 +628,5 @@ async fn a_frozen_primary_holds_up_only_its_own_shard() {
 
     // Thawed, its own waiters get their tokens.
     signal(&pid, "CONT");
-    for access in &by_shard[&victim] {
-        let token = format!("token-{access}");
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let submitted = app.submit(access, &token).await;
-            if submitted.status == StatusCode::OK {
-                break;
-            }
-            assert_eq!(
-                submitted.status,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "{submitted:?}"
-            );
-            assert!(Instant::now() < deadline, "still refused: {submitted:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let answer = settled(waiters.remove(access).expect("a waiter")).await;
-        assert_eq!(answer.body["token"], token, "{answer:?}");
-    }
+    scene.deliver_to_victim(&app).await;
 }
