@@ -406,20 +406,41 @@ impl Shards {
     /// Reads the slot map from a node held, or else from a seed. Channels
     /// whose slot now belongs to another node are lost.
     async fn refresh(&mut self) -> RedisResult<()> {
-        let mut sources: Vec<ConnectionInfo> =
-            self.nodes.keys().map(|addr| self.node_info(addr)).collect();
-        sources.extend(self.seeds.iter().cloned());
-        // All asked at once: a node that does not answer holds up nothing.
-        let reads = sources
-            .into_iter()
-            .map(|source| Box::pin(self.read_slots(source)));
-        let (owners, _) = select_ok(reads).await?;
+        // The connections held are asked first, all at once, so that a node
+        // that does not answer holds up nothing; the seeds, on connections
+        // of their own, only when none of those answers.
+        let held: Vec<_> = self
+            .nodes
+            .iter()
+            .map(|(addr, node)| {
+                let mut conn = node.conn.clone();
+                let host = split_addr(addr).0;
+                Box::pin(async move { slot_map(&mut conn, &host).await })
+            })
+            .collect();
+        // (select_ok wants at least one future.)
+        let from_held = if held.is_empty() {
+            None
+        } else {
+            select_ok(held).await.ok()
+        };
+        let owners = match from_held {
+            Some((owners, _)) => owners,
+            None => {
+                let seeds = self
+                    .seeds
+                    .iter()
+                    .map(|seed| Box::pin(self.read_slots(seed.clone())));
+                select_ok(seeds).await?.0
+            }
+        };
         self.owners = owners;
         self.stale = false;
         self.move_channels();
         Ok(())
     }
 
+    /// The slot map, read from a seed on a connection of its own.
     async fn read_slots(&self, source: ConnectionInfo) -> RedisResult<Vec<Option<Addr>>> {
         let asked_host = match source.addr() {
             ConnectionAddr::Tcp(host, _) | ConnectionAddr::TcpTls { host, .. } => host.clone(),
@@ -431,27 +452,7 @@ impl Shards {
         let mut conn = redis::Client::open(source)?
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
-        let ranges: Vec<Value> = redis::cmd("CLUSTER")
-            .arg("SLOTS")
-            .query_async(&mut conn)
-            .await?;
-        let mut owners = vec![None; SLOTS];
-        for range in ranges {
-            if let Some((first, last, addr)) = parse_range(&range, &asked_host) {
-                for owner in owners.iter_mut().take(last + 1).skip(first) {
-                    *owner = Some(addr.clone());
-                }
-            }
-        }
-        // A node that has not joined yet, or was reset, knows no slots: its
-        // map is no map.
-        if owners.iter().any(Option::is_none) {
-            return Err(redis::RedisError::from((
-                redis::ErrorKind::Client,
-                "the node's slot map does not cover every slot",
-            )));
-        }
-        Ok(owners)
+        slot_map(&mut conn, &asked_host).await
     }
 
     /// Forgets every channel whose slot another node owns now.
@@ -468,6 +469,31 @@ impl Shards {
             });
         }
     }
+}
+
+/// Every slot's primary, from `CLUSTER SLOTS` on a node of `asked_host`.
+async fn slot_map(
+    conn: &mut MultiplexedConnection,
+    asked_host: &str,
+) -> RedisResult<Vec<Option<Addr>>> {
+    let ranges: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(conn).await?;
+    let mut owners = vec![None; SLOTS];
+    for range in ranges {
+        if let Some((first, last, addr)) = parse_range(&range, asked_host) {
+            for owner in owners.iter_mut().take(last + 1).skip(first) {
+                *owner = Some(addr.clone());
+            }
+        }
+    }
+    // A node that has not joined yet, or was reset, knows no slots: its
+    // map is no map.
+    if owners.iter().any(Option::is_none) {
+        return Err(redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "the node's slot map does not cover every slot",
+        )));
+    }
+    Ok(owners)
 }
 
 /// One `CLUSTER SLOTS` range: first slot, last slot, and the primary's
