@@ -121,10 +121,17 @@ function upsert(current, item) {
   draw(current, card);
 }
 
+/** How far an attempt has gone: a status never goes back within one. */
+const STAGE = { need: 0, question_sent: 1, token_received: 2, ok: 3, rejected: 3, expired: 3, cancelled: 3 };
+
 function moved(current, change) {
   const card = current.cards.get(change.access);
   if (!card) return;
   if (change.attempt < card.item.attempt) return;
+  // The answer to this page's own request can come after the feed already
+  // told of a later status.
+  const sameAttempt = change.attempt === card.item.attempt;
+  if (sameAttempt && STAGE[change.status] <= STAGE[card.item.status]) return;
   card.item = { ...card.item, status: change.status, attempt: change.attempt };
   draw(current, card);
 }
