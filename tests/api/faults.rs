@@ -927,7 +927,20 @@ async fn chaos_task(
                 if rng.chance(25) {
                     body["expiresIn"] = json!(1);
                 }
-                let reply = app.challenge_with(&access, body).await;
+                // A post that newer posts of the same access kept
+                // overtaking writes nothing and says so with a 503 that
+                // asks for a retry: a scraper posts again.
+                let mut reply = app.challenge_with(&access, body.clone()).await;
+                for _ in 0..5 {
+                    let overtaken = reply.status == StatusCode::SERVICE_UNAVAILABLE
+                        && reply.body["error"]["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("kept overtaking"));
+                    if !overtaken {
+                        break;
+                    }
+                    reply = app.challenge_with(&access, body.clone()).await;
+                }
                 log.push(done(op, &access, &reply));
             }
             Op::List => {
