@@ -243,7 +243,7 @@ impl<'de> Deserialize<'de> for Token {
         impl<'de> serde::de::Visitor<'de> for TokenVisitor {
             type Value = Token;
 
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a token string")
             }
 
