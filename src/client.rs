@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
 use crate::model::{
-    Access, ChallengeRequest, Outcome, Reason, Report, StatusChange, Token, TokenAnswer,
+    Access, ChallengeRequest, Outcome, Reason, StatusChange, StatusReport, Token, TokenAnswer,
     TokenSubmission,
 };
 
@@ -240,7 +240,7 @@ impl Client {
         reason: Option<Reason>,
     ) -> Result<Access, ClientError> {
         let path = format!("/v1/accesses/{}/status", segment(access));
-        let body = Report {
+        let body = StatusReport {
             status: outcome,
             reason,
         };

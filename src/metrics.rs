@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::model::{Access, UnixMillis};
+use crate::model::{Moved, Status, Transition, UnixMillis};
 
 /// Buckets for the wait from challenge to token: seconds to minutes.
 const WAIT_BUCKETS: &[f64] = &[
@@ -95,24 +95,27 @@ fn describe() {
     metrics::gauge!("twofa_feed_clients").increment(0.0);
 }
 
-/// What one store step did, as its `moves` (`type@audit-id`, comma-separated).
-pub fn record_moves(access: &Access, moves: &str) {
-    for kind in moves.split(',').map(|m| m.split('@').next().unwrap_or(m)) {
-        match kind {
-            "challenge" => {
-                metrics::counter!("twofa_challenges_created_total", "kind" => access.kind.as_str())
+/// What one store step did: counts its moves.
+pub fn transition(transition: &Transition) {
+    for moved in &transition.moves {
+        match moved.to {
+            Moved::Challenge => {
+                metrics::counter!("twofa_challenges_created_total", "kind" => transition.kind.as_str())
                     .increment(1);
             }
-            "token_received" => {
+            Moved::To(Status::TokenReceived) => {
                 metrics::counter!("twofa_tokens_submitted_total").increment(1);
-                let waited = access.updated_at.0.saturating_sub(access.started_at.0);
+                let waited = transition
+                    .updated_at
+                    .0
+                    .saturating_sub(transition.started_at.0);
                 metrics::histogram!("twofa_wait_duration_seconds")
                     .record(Duration::from_millis(waited).as_secs_f64());
             }
-            "ok" | "rejected" | "expired" | "cancelled" => {
-                metrics::counter!("twofa_outcomes_total", "status" => kind.to_owned()).increment(1);
+            Moved::To(status) if status.is_final() => {
+                metrics::counter!("twofa_outcomes_total", "status" => status.as_str()).increment(1);
             }
-            _ => {}
+            Moved::To(_) => {}
         }
     }
 }

@@ -7,7 +7,7 @@ use super::AppState;
 use super::error::{AppError, ErrorBody};
 use super::extract::{AppJson, PathId};
 use super::openapi::AccessPath;
-use crate::model::{Access, AccessId, Event, Report};
+use crate::model::{Access, AccessId, StatusReport, TrailEntry};
 
 /// `GET /v1/accesses/{access}`: the current challenge, without the token.
 ///
@@ -47,15 +47,15 @@ pub async fn get(
     tag = "frontend",
     params(AccessPath),
     responses(
-        (status = 200, description = "The audit trail, oldest first", body = Vec<Event>),
+        (status = 200, description = "The audit trail, oldest first", body = Vec<TrailEntry>),
         (status = 404, description = "The access has neither a challenge nor a trail", body = ErrorBody),
     )
 )]
 pub async fn events(
     State(state): State<AppState>,
     PathId(access): PathId<AccessId>,
-) -> Result<Json<Vec<Event>>, AppError> {
-    match state.store.events(&access).await? {
+) -> Result<Json<Vec<TrailEntry>>, AppError> {
+    match state.store.trail(&access).await? {
         Some(events) => Ok(Json(events)),
         None => Err(AppError::NotFound(format!(
             "access {access} has no challenge and no history"
@@ -71,7 +71,7 @@ pub async fn events(
     operation_id = "reportOutcome",
     tag = "scraper",
     params(AccessPath),
-    request_body = Report,
+    request_body = StatusReport,
     responses(
         (status = 200, description = "The challenge, now `ok` or `rejected`; the token is deleted", body = Access),
         (status = 404, description = "The access has no challenge", body = ErrorBody),
@@ -81,7 +81,7 @@ pub async fn events(
 pub async fn report(
     State(state): State<AppState>,
     PathId(access): PathId<AccessId>,
-    AppJson(body): AppJson<Report>,
+    AppJson(body): AppJson<StatusReport>,
 ) -> Result<Json<Access>, AppError> {
     let reported = state
         .store

@@ -83,7 +83,8 @@ pub struct TokenSubmission {
 /// `PUT /v1/accesses/{access}/status`: the scraper's verdict.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Report {
+#[schema(as = Report)]
+pub struct StatusReport {
     pub status: Outcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<Reason>,

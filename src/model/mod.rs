@@ -10,6 +10,7 @@ mod api;
 mod challenge;
 mod schema;
 mod text;
+mod trail;
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize, Serializer};
 use utoipa::ToSchema;
 
-pub use api::{ChallengeRequest, Report, StatusChange, TokenAnswer, TokenSubmission};
+pub use api::{ChallengeRequest, StatusChange, StatusReport, TokenAnswer, TokenSubmission};
 pub use challenge::{
     AnswerRule, ChallengeParts, Choice, Choices, ImageUri, Kind, NewChallenge, Validation,
 };
@@ -26,6 +27,7 @@ pub use text::{
     AccessId, BankName, ChoiceLabel, ChoiceValue, CustomerId, ExpiresIn, Instructions, Invalid,
     Question, Reason, Token, ValidationMessage,
 };
+pub use trail::{Move, Moved, TrailEntry, Transition};
 
 /// Where an access is in its lifecycle. The strings are the public contract:
 /// they are stored in the hash, pushed on the wake list and published.
@@ -66,6 +68,11 @@ impl Status {
 
     pub fn parse(value: &str) -> Option<Status> {
         Status::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+
+    /// No step leads out of it: `ok`, `rejected`, `expired`, `cancelled`.
+    pub fn is_final(self) -> bool {
+        !(self.is_waiting() || self == Status::TokenReceived)
     }
 
     /// Waiting for the customer: listed to the front end, open to a token.
@@ -199,22 +206,6 @@ impl Actor {
             .into_iter()
             .find(|a| a.as_str() == value)
     }
-}
-
-/// One entry of an access's audit trail. It never holds a token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct Event {
-    /// The stream entry's id, such as `1764089305123-0`.
-    pub id: String,
-    /// `challenge`, or the status the transition led to.
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub attempt: u32,
-    pub at: UnixMillis,
-    pub by: Actor,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = String)]
-    pub reason: Option<String>,
 }
 
 #[cfg(test)]

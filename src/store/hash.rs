@@ -34,10 +34,7 @@ impl<'a> Fields<'a> {
     }
 
     fn malformed(&self, problem: String) -> StoreError {
-        StoreError::Malformed {
-            access: self.access.to_string(),
-            problem,
-        }
+        StoreError::malformed(self.access, problem)
     }
 
     fn text(&self, field: &str) -> Result<&str, StoreError> {

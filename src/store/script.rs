@@ -1,16 +1,28 @@
-//! The Lua scripts, one file per step, compiled into the binary.
+//! The protocol between the gateway and its Lua scripts, typed on this side
+//! and parsed here, in one place.
 //!
-//! Shared helpers live in `clock.lua` and `access.lua` and are prepended at
-//! compile time, so every script is self-contained on the server and is run
-//! by its SHA (EVALSHA, falling back to EVAL once after a Redis restart).
+//! Each script is one file in `scripts/`, whose header states its KEYS, ARGV
+//! and reply. Here each one gets a wrapper: its arguments as a small struct,
+//! its reply as a type whose parser names every reply the script can send and
+//! refuses anything else as [`StoreError::Malformed`], never falling through
+//! to a default. The scripts that move one access share a shape and are in
+//! [`steps`](super::steps); the index and feed scripts are here.
 //!
-//! Scripts that announce a change call `PUBLISH`, a name each set defines:
-//! classic pub/sub on a single Redis, sharded pub/sub (`SPUBLISH`) on a
-//! cluster, where a message then stays on the shard that owns its channel.
+//! Shared helpers live in `clock.lua`, `access.lua` and `stream_ids.lua` and
+//! are prepended at compile time, so every script is self-contained on the
+//! server and is run by its SHA (EVALSHA, falling back to EVAL once after a
+//! Redis restart). Scripts that announce a change call `PUBLISH`, a name each
+//! set defines: classic pub/sub on a single Redis, sharded pub/sub
+//! (`SPUBLISH`) on a cluster, where a message then stays on the shard that
+//! owns its channel.
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use redis::Script;
+
+use super::{Store, StoreError, millis};
+use crate::model::{AccessId, CustomerId, Status, UnixMillis};
 
 macro_rules! script {
     ($publish:expr, $($part:literal),+) => {
@@ -22,7 +34,9 @@ macro_rules! script {
     };
 }
 
-pub(super) struct Scripts {
+/// Every script, assembled for one kind of Redis. Public so that tests run
+/// the very text the gateway runs.
+pub struct Scripts {
     pub post_challenge: Script,
     pub send_question: Script,
     pub submit_token: Script,
@@ -39,32 +53,11 @@ pub(super) struct Scripts {
     pub feed_since: Script,
 }
 
-impl Scripts {
-    pub fn all(&self) -> [&Script; 14] {
-        [
-            &self.post_challenge,
-            &self.send_question,
-            &self.submit_token,
-            &self.report,
-            &self.cancel,
-            &self.expire,
-            &self.read,
-            &self.index_add,
-            &self.index_remove,
-            &self.expiring_add,
-            &self.expiring_postpone,
-            &self.due,
-            &self.feed_add,
-            &self.feed_since,
-        ]
-    }
-}
-
 /// The scripts for a single Redis: `PUBLISH`.
-pub(super) static CLASSIC: LazyLock<Scripts> = LazyLock::new(|| Scripts::new("PUBLISH"));
+pub static CLASSIC: LazyLock<Scripts> = LazyLock::new(|| Scripts::new("PUBLISH"));
 
 /// The scripts for a Redis Cluster: `SPUBLISH`.
-pub(super) static SHARDED: LazyLock<Scripts> = LazyLock::new(|| Scripts::new("SPUBLISH"));
+pub static SHARDED: LazyLock<Scripts> = LazyLock::new(|| Scripts::new("SPUBLISH"));
 
 impl Scripts {
     fn new(publish: &str) -> Scripts {
@@ -84,5 +77,314 @@ impl Scripts {
             feed_add: script!(publish, "clock", "stream_ids", "feed_add"),
             feed_since: script!(publish, "stream_ids", "feed_since"),
         }
+    }
+
+    pub(super) fn all(&self) -> [&Script; 14] {
+        [
+            &self.post_challenge,
+            &self.send_question,
+            &self.submit_token,
+            &self.report,
+            &self.cancel,
+            &self.expire,
+            &self.read,
+            &self.index_add,
+            &self.index_remove,
+            &self.expiring_add,
+            &self.expiring_postpone,
+            &self.due,
+            &self.feed_add,
+            &self.feed_since,
+        ]
+    }
+}
+
+/// `index_add.lua`: a customer's pending index gains an access, scored by
+/// Redis's clock, before the hash write it points to.
+pub(super) struct IndexAdd<'a> {
+    pub index: &'a str,
+    pub access: &'a AccessId,
+    /// The index lives at least this long.
+    pub keep: Duration,
+    /// The lowest score to use: above the `started_at` of a post that
+    /// overtook this one, or 0.
+    pub after: u64,
+}
+
+/// `index_remove.lua`: drops an index entry only if it is still the one the
+/// caller saw.
+pub(super) struct IndexRemove<'a> {
+    pub index: &'a str,
+    pub member: &'a str,
+    /// The score the caller saw, as Redis gave it.
+    pub score: &'a str,
+}
+
+/// `expiring_add.lua`: a posted challenge's entry in the expiring index.
+pub(super) struct ExpiringAdd<'a> {
+    pub index: &'a str,
+    pub member: &'a str,
+    pub deadline: u64,
+}
+
+/// `expiring_postpone.lua`: moves an expiring entry later, never earlier,
+/// and never adds one.
+pub(super) struct ExpiringPostpone<'a> {
+    pub index: &'a str,
+    pub member: &'a str,
+    pub until: u64,
+}
+
+/// `feed_add.lua`: appends one step's entries to a customer's feed.
+pub(super) struct FeedAdd<'a> {
+    pub customer: &'a CustomerId,
+    /// How many entries the feed keeps, and for how long.
+    pub length: usize,
+    pub retention: Duration,
+    /// How long the feed's keys live after this append.
+    pub keep: Duration,
+    pub entries: &'a [FeedAddEntry<'a>],
+}
+
+/// One entry to append, with the id of the audit-trail entry it comes from.
+pub(super) struct FeedAddEntry<'a> {
+    pub event: FeedEvent,
+    pub access: &'a AccessId,
+    pub status: Status,
+    pub attempt: u32,
+    pub at: UnixMillis,
+    pub audit_id: &'a str,
+}
+
+/// What a feed entry announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedEvent {
+    /// A challenge started waiting for the customer.
+    Challenge,
+    /// One of the customer's accesses moved to another status.
+    Status,
+}
+
+impl FeedEvent {
+    fn as_str(self) -> &'static str {
+        match self {
+            FeedEvent::Challenge => "challenge",
+            FeedEvent::Status => "status",
+        }
+    }
+
+    fn parse(value: &str) -> Option<FeedEvent> {
+        [FeedEvent::Challenge, FeedEvent::Status]
+            .into_iter()
+            .find(|event| event.as_str() == value)
+    }
+}
+
+/// `feed_since.lua`: the entries after a reader's position.
+pub(super) struct FeedSince<'a> {
+    pub customer: &'a CustomerId,
+    /// A stream id, or `0-0`.
+    pub after: &'a str,
+    /// How many entries at most; 0 for the head alone.
+    pub count: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedEntry {
+    /// The stream id, which feed clients see as the SSE `id:`.
+    pub id: String,
+    pub event: FeedEvent,
+    pub access: AccessId,
+    pub status: Status,
+    pub attempt: u32,
+    pub at: UnixMillis,
+}
+
+/// What a reader finds after its position.
+#[derive(Debug)]
+pub enum FeedRead {
+    /// The entries after it, oldest first, and the feed's head: the id a
+    /// reader resumes from once it has them all.
+    Entries {
+        head: String,
+        entries: Vec<FeedEntry>,
+    },
+    /// Entries after the position may have been removed (the feed keeps a
+    /// bounded count, for a bounded time): the reader must start over from
+    /// what is waiting now, and follow the feed from `head`.
+    Gap { head: String },
+}
+
+impl Store {
+    pub(super) async fn index_add(&self, call: IndexAdd<'_>) -> Result<u64, StoreError> {
+        let mut conn = self.link.get();
+        let mut invocation = self.scripts.index_add.key(call.index);
+        invocation
+            .arg(call.access.as_str())
+            .arg(millis(call.keep))
+            .arg(call.after);
+        self.bounded(invocation.invoke_async(&mut conn)).await
+    }
+
+    /// Whether the entry was still the one seen, and is gone now.
+    pub(super) async fn index_remove(&self, call: IndexRemove<'_>) -> Result<bool, StoreError> {
+        let mut conn = self.link.get();
+        let mut invocation = self.scripts.index_remove.key(call.index);
+        invocation.arg(call.member).arg(call.score);
+        Ok(self
+            .bounded(invocation.invoke_async::<i64>(&mut conn))
+            .await?
+            == 1)
+    }
+
+    pub(super) async fn expiring_add(&self, call: ExpiringAdd<'_>) -> Result<(), StoreError> {
+        let mut conn = self.link.get();
+        let mut invocation = self.scripts.expiring_add.key(call.index);
+        invocation.arg(call.member).arg(call.deadline);
+        self.bounded(invocation.invoke_async::<()>(&mut conn)).await
+    }
+
+    /// Whether the entry was moved: `false` when it is gone, or already as
+    /// late.
+    pub(super) async fn expiring_postpone(
+        &self,
+        call: ExpiringPostpone<'_>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.link.get();
+        let mut invocation = self.scripts.expiring_postpone.key(call.index);
+        invocation.arg(call.member).arg(call.until);
+        Ok(self
+            .bounded(invocation.invoke_async::<i64>(&mut conn))
+            .await?
+            == 1)
+    }
+
+    /// `due.lua`: the expiring entries whose deadline has passed by Redis's
+    /// clock, oldest first, at most `limit`, as (member, deadline).
+    pub(super) async fn due(
+        &self,
+        index: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut conn = self.link.get();
+        let mut invocation = self.scripts.due.key(index);
+        invocation.arg(limit);
+        let due: Vec<(String, String)> = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        due.into_iter()
+            .map(|(member, score)| match score.parse() {
+                Ok(score) => Ok((member, score)),
+                Err(_) => Err(StoreError::Malformed {
+                    subject: "the expiring index".to_owned(),
+                    problem: format!("entry `{member}` has the score `{score}`"),
+                }),
+            })
+            .collect()
+    }
+
+    /// Returns the id of the last entry added, or `None` when every entry
+    /// was one the feed already had.
+    pub(super) async fn feed_add(&self, call: &FeedAdd<'_>) -> Result<Option<String>, StoreError> {
+        let keys = self.keys();
+        let mut invocation = self.scripts.feed_add.key(keys.feed(call.customer));
+        invocation
+            .key(keys.feed_latest(call.customer))
+            .arg(keys.feed_channel(call.customer))
+            .arg(call.length)
+            .arg(millis(call.retention))
+            .arg(millis(call.keep));
+        for entry in call.entries {
+            invocation
+                .arg(entry.event.as_str())
+                .arg(entry.access.as_str())
+                .arg(entry.status.as_str())
+                .arg(entry.attempt)
+                .arg(entry.at.0)
+                .arg(entry.audit_id);
+        }
+        let mut conn = self.link.get();
+        let id: String = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        Ok((!id.is_empty()).then_some(id))
+    }
+
+    pub(super) async fn feed_read(&self, call: FeedSince<'_>) -> Result<FeedRead, StoreError> {
+        let mut conn = self.link.get();
+        let mut invocation = self.scripts.feed_since.key(self.keys().feed(call.customer));
+        invocation.arg(call.after).arg(call.count);
+        let reply: Vec<String> = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        parse_feed_read(reply).map_err(|problem| StoreError::Malformed {
+            subject: format!("the feed of customer {}", call.customer),
+            problem,
+        })
+    }
+}
+
+/// `{ 'gap', head }` or `{ 'ok', head, id, event, access, status, attempt,
+/// at, id, ... }`.
+fn parse_feed_read(reply: Vec<String>) -> Result<FeedRead, String> {
+    let mut reply = reply.into_iter();
+    let (Some(outcome), Some(head)) = (reply.next(), reply.next()) else {
+        return Err("the feed script replied without a head".to_owned());
+    };
+    let rest: Vec<String> = reply.collect();
+    match outcome.as_str() {
+        "gap" if rest.is_empty() => Ok(FeedRead::Gap { head }),
+        "ok" if rest.len().is_multiple_of(6) => {
+            let entries = rest
+                .chunks_exact(6)
+                .map(|entry| parse_feed_entry(entry).ok_or_else(|| format!("entry {}", entry[0])))
+                .collect::<Result<_, _>>()?;
+            Ok(FeedRead::Entries { head, entries })
+        }
+        other => Err(format!(
+            "unexpected feed reply `{other}` with {} values",
+            rest.len()
+        )),
+    }
+}
+
+fn parse_feed_entry(entry: &[String]) -> Option<FeedEntry> {
+    let [id, event, access, status, attempt, at] = entry else {
+        return None;
+    };
+    Some(FeedEntry {
+        id: id.clone(),
+        event: FeedEvent::parse(event)?,
+        access: AccessId::parse(access.as_str()).ok()?,
+        status: Status::parse(status)?,
+        attempt: attempt.parse().ok()?,
+        at: UnixMillis(at.parse().ok()?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(values: &[&str]) -> Vec<String> {
+        values.iter().map(|v| (*v).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_feed_reply_names_its_outcome_or_is_malformed() {
+        assert!(matches!(
+            parse_feed_read(strings(&["gap", "5-0"])),
+            Ok(FeedRead::Gap { head }) if head == "5-0"
+        ));
+        let read = parse_feed_read(strings(&[
+            "ok", "7-0", "6-0", "status", "001", "ok", "2", "1700",
+        ]));
+        let Ok(FeedRead::Entries { head, entries }) = read else {
+            panic!("not entries: {read:?}");
+        };
+        assert_eq!(head, "7-0");
+        assert_eq!(entries[0].status, Status::Ok);
+        assert!(parse_feed_read(strings(&["okay", "7-0"])).is_err());
+        assert!(parse_feed_read(strings(&["ok", "7-0", "6-0"])).is_err());
+        assert!(
+            parse_feed_read(strings(&[
+                "ok", "7-0", "6-0", "news", "001", "ok", "2", "1700"
+            ]))
+            .is_err()
+        );
     }
 }

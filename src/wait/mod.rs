@@ -195,10 +195,10 @@ async fn look(
             stored_at: view.updated_at,
         },
         (Status::TokenReceived, None) => {
-            return Err(StoreError::Malformed {
-                access: access.to_string(),
-                problem: "status is token_received but there is no token".to_owned(),
-            });
+            return Err(StoreError::malformed(
+                access,
+                "status is token_received but there is no token",
+            ));
         }
         (status, _) if status.is_waiting() => Answer::StillWaiting,
         (status, _) => Answer::Finished(status),

@@ -1,0 +1,139 @@
+//! The two indexes, and the list they serve.
+//!
+//! - `2fa:customer:{<customer>}:pending`, the accesses waiting for a
+//!   customer, scored by `started_at`, read by the list route;
+//! - `2fa:expiring`, one `<access>|<started_at>` member per posted challenge,
+//!   scored by its deadline, read by the sweeper (`sweep`).
+//!
+//! They live in other slots than the accesses they point to, so they are
+//! kept by separate calls, ordered so a crash can leave a stale entry but
+//! never a missing one: entries are added before the hash write and removed
+//! after it leaves waiting. A pending entry is only ever removed as the
+//! exact (member, score) pair the remover saw, and each post gives its entry
+//! a new score; an expiring member names its own challenge, so nothing else
+//! can remove it. Readers re-check every hash, so a stale entry costs one
+//! read and is then dropped, unless it may belong to a post between its two
+//! writes. A post that a newer one overtook, or that took longer than the
+//! grace readers allow it, writes nothing and starts over: an access's
+//! `started_at` only ever grows, and an entry older than its hash's is stale
+//! for sure.
+
+use futures_util::future::join_all;
+use redis::AsyncCommands;
+
+use super::script::IndexRemove;
+use super::steps::{SendQuestion, Shown};
+use super::{LIST_LIMIT, Store, StoreError, all_but_failures};
+use crate::model::{Access, AccessId, CustomerId};
+
+impl Store {
+    /// The accesses waiting for this customer, oldest first. Each one shown
+    /// moves from `need` to `question_sent`, atomically per access.
+    ///
+    /// An entry that cannot be read (a hand-edited hash, a Redis error on
+    /// that one access) is logged and left for the next call, rather than
+    /// failing the whole list after others were already marked as shown.
+    pub async fn pending_for_customer(
+        &self,
+        customer: &CustomerId,
+    ) -> Result<Vec<Access>, StoreError> {
+        let index = self.keys().pending(customer);
+        let mut conn = self.link.get();
+        let entries: Vec<(String, String)> = self
+            .bounded(conn.zrange_withscores(&index, 0, LIST_LIMIT - 1))
+            .await?;
+        let shown = entries.iter().map(|(member, score)| {
+            let stale = IndexRemove {
+                index: &index,
+                member,
+                score,
+            };
+            async move {
+                let Ok(access) = AccessId::parse(member.as_str()) else {
+                    self.drop_stale(stale).await;
+                    return Ok(None);
+                };
+                let show = SendQuestion {
+                    customer,
+                    score,
+                    grace: self.options.in_flight_grace(),
+                    attempt: None,
+                };
+                match self.step(&access, show).await?.observed() {
+                    Shown::Done(access) => Ok(Some(*access)),
+                    Shown::Stale => {
+                        self.drop_stale(stale).await;
+                        Ok(None)
+                    }
+                    Shown::Skip => Ok(None),
+                }
+            }
+        });
+        let shown = all_but_failures(
+            join_all(shown).await,
+            "left a pending challenge out of the list",
+        )?;
+        let mut waiting: Vec<Access> = shown.into_iter().flatten().collect();
+        waiting.sort_by(|a, b| (a.started_at, &a.access).cmp(&(b.started_at, &b.access)));
+        Ok(waiting)
+    }
+
+    /// Shows the customer one attempt of a challenge, as a list would:
+    /// `need` becomes `question_sent`. `None` when that attempt is no longer
+    /// waiting for this customer.
+    pub async fn show_challenge(
+        &self,
+        customer: &CustomerId,
+        access: &AccessId,
+        attempt: u32,
+    ) -> Result<Option<Access>, StoreError> {
+        let show = SendQuestion {
+            customer,
+            // The score only matters to a reader that may drop an index
+            // entry; this one never does.
+            score: "0",
+            grace: self.options.in_flight_grace(),
+            attempt: Some(attempt),
+        };
+        Ok(match self.step(access, show).await?.observed() {
+            Shown::Done(access) => Some(*access),
+            Shown::Stale | Shown::Skip => None,
+        })
+    }
+
+    /// Drops an access that left waiting from both indexes. A failure here
+    /// only leaves a stale entry, which readers and the sweeper drop later,
+    /// so it is logged rather than failing the step that already happened.
+    pub(super) async fn forget_waiting(&self, access: &Access) {
+        let pending = self.keys().pending(&access.customer);
+        let score = access.started_at.0.to_string();
+        let entry = expiring_member(&access.access, access.started_at.0);
+        let mut conn = self.link.get();
+        let expiring = self.keys().expiring();
+        let (_, unexpiring) = futures_util::join!(
+            self.drop_stale(IndexRemove {
+                index: &pending,
+                member: access.access.as_str(),
+                score: &score,
+            }),
+            self.bounded(conn.zrem::<_, _, ()>(&expiring, &entry)),
+        );
+        if let Err(error) = unexpiring {
+            tracing::warn!(%entry, %error, "could not drop an expiring entry; the sweep will");
+        }
+    }
+
+    /// Drops a pending entry that is still as the caller saw it; a failure
+    /// is logged, as a later read drops it too.
+    async fn drop_stale(&self, entry: IndexRemove<'_>) {
+        let (index, member) = (entry.index, entry.member);
+        if let Err(error) = self.index_remove(entry).await {
+            tracing::warn!(%index, %member, %error, "could not drop a stale index entry; it will be dropped on a later read");
+        }
+    }
+}
+
+/// The expiring index's member for one posted challenge.
+pub(super) fn expiring_member(access: &AccessId, started_at: u64) -> String {
+    format!("{access}|{started_at}")
+}

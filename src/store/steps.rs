@@ -1,0 +1,484 @@
+//! The scripts that move one access, one typed wrapper each.
+//!
+//! They share one shape (`scripts/access.lua`): KEYS are the access's hash,
+//! wake list, audit trail and submissions, ARGV[1] its channel, and the
+//! reply is `{ outcome, left_waiting, field, value, ... }`, the hash after
+//! the step. Each wrapper below adds its own ARGV, and names every outcome
+//! its script sends in its own enum; [`Store::step`](super::Store) runs them
+//! all the same way. The seven wrappers stay side by side in one file, a
+//! little over the usual length, because they are read together: a change
+//! to the shared shape shows in all of them at once.
+
+use std::time::Duration;
+
+use redis::{Script, ScriptInvocation};
+
+use super::hash::Fields;
+use super::script::Scripts;
+use super::{StoreError, millis};
+use crate::model::{
+    Access, AccessId, Actor, ImageUri, Instructions, Move, Moved, NewChallenge, Outcome, Reason,
+    Status, Token, UnixMillis, Validation,
+};
+
+/// A script that moves one access.
+pub(super) trait AccessStep {
+    type Outcome;
+    fn script(scripts: &Scripts) -> &Script;
+    /// ARGV[2], ...: everything after the access's channel.
+    fn args(&self, invocation: &mut ScriptInvocation<'_>);
+    /// Names the reply, or says why it is not one this script sends.
+    fn outcome(reply: Reply) -> Result<Self::Outcome, String>;
+}
+
+/// An access script's reply, its outcome not named yet.
+pub(super) struct Reply {
+    outcome: String,
+    access: Option<Access>,
+    /// Only the scraper's read asks for it.
+    token: Option<String>,
+    /// Only a throttled submission carries it.
+    retry_after_ms: Option<String>,
+}
+
+/// The parts of a reply every step shares: `left_waiting`, the moves, and
+/// the hash after the step; the rest goes to [`AccessStep::outcome`].
+pub(super) struct Parsed {
+    pub left_waiting: bool,
+    pub moves: Vec<Move>,
+    pub reply: Reply,
+}
+
+impl Reply {
+    pub fn access(&self) -> Option<&Access> {
+        self.access.as_ref()
+    }
+
+    /// The hash, which this outcome must carry.
+    fn with_access(self) -> Result<Access, String> {
+        let outcome = self.outcome;
+        self.access
+            .ok_or_else(|| format!("outcome `{outcome}` came without the hash"))
+    }
+
+    /// Outcomes this script never sends with or without a hash.
+    fn unexpected<T>(self) -> Result<T, String> {
+        Err(format!(
+            "unexpected script outcome `{}`{}",
+            self.outcome,
+            if self.access.is_some() {
+                " with the hash"
+            } else {
+                ""
+            }
+        ))
+    }
+}
+
+impl Parsed {
+    /// `{ outcome, left_waiting, field, value, ... }`.
+    pub fn from_reply(access: &AccessId, mut reply: Vec<String>) -> Result<Parsed, StoreError> {
+        if reply.len() < 2 {
+            return Err(StoreError::malformed(
+                access,
+                "a script replied without an outcome",
+            ));
+        }
+        let mut fields = Fields::from_pairs(access, reply.split_off(2));
+        let left_waiting = match reply[1].as_str() {
+            "1" => true,
+            "0" => false,
+            other => {
+                return Err(StoreError::malformed(
+                    access,
+                    format!("left_waiting is `{other}`"),
+                ));
+            }
+        };
+        let moves = match fields.take("moves") {
+            Some(moves) => parse_moves(&moves).map_err(|p| StoreError::malformed(access, p))?,
+            None => Vec::new(),
+        };
+        let token = fields.take("token");
+        let retry_after_ms = fields.take("retry_after_ms");
+        let hash = if fields.is_empty() {
+            None
+        } else {
+            Some(fields.into_access()?)
+        };
+        Ok(Parsed {
+            left_waiting,
+            moves,
+            reply: Reply {
+                outcome: std::mem::take(&mut reply[0]),
+                access: hash,
+                token,
+                retry_after_ms,
+            },
+        })
+    }
+}
+
+/// `type@audit-id`, comma-separated, where type is `challenge` or a status.
+fn parse_moves(moves: &str) -> Result<Vec<Move>, String> {
+    moves
+        .split(',')
+        .map(|moved| {
+            let (kind, audit_id) = moved
+                .split_once('@')
+                .ok_or_else(|| format!("move `{moved}` has no audit id"))?;
+            let to = match kind {
+                "challenge" => Moved::Challenge,
+                status => {
+                    Moved::To(Status::parse(status).ok_or_else(|| format!("move to `{status}`"))?)
+                }
+            };
+            Ok(Move {
+                to,
+                audit_id: audit_id.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// How a step that ends in an answer to its caller went: shared by the
+/// submission, the report and the cancel.
+pub(super) enum Settled {
+    Done(Access),
+    /// The lifecycle forbids the step from the access's current status.
+    Refused(Access),
+    /// The step named an attempt the access has moved on from.
+    AttemptMismatch(Access),
+    NotFound,
+}
+
+impl Settled {
+    fn only(reply: Reply) -> Result<Settled, String> {
+        match (reply.outcome.as_str(), reply.access.is_some()) {
+            ("done", true) => reply.with_access().map(Settled::Done),
+            ("refused", true) => reply.with_access().map(Settled::Refused),
+            ("attempt_mismatch", true) => reply.with_access().map(Settled::AttemptMismatch),
+            ("not_found", false) => Ok(Settled::NotFound),
+            _ => reply.unexpected(),
+        }
+    }
+
+    pub fn into_result(self, access: &AccessId) -> Result<Access, StoreError> {
+        match self {
+            Settled::Done(found) => Ok(found),
+            Settled::Refused(found) => Err(StoreError::Refused(Box::new(found))),
+            Settled::AttemptMismatch(found) => Err(StoreError::AttemptMismatch(Box::new(found))),
+            Settled::NotFound => Err(StoreError::NotFound(access.clone())),
+        }
+    }
+}
+
+/// `post_challenge.lua`: attempt n+1, in status `need`.
+pub(super) struct PostChallenge<'a> {
+    pub challenge: &'a NewChallenge,
+    /// The choices as JSON, as the hash keeps them.
+    pub choices: Option<&'a str>,
+    pub started_at: u64,
+    pub expires_at: u64,
+    pub retention: Duration,
+    /// How long a post may take from its first index write to its hash.
+    pub grace: Duration,
+}
+
+pub(super) enum Posted {
+    Done(Access),
+    /// A newer post wrote the hash first, or this one took too long: it
+    /// wrote nothing, and posts again after the newer one, if any.
+    Superseded(Option<Access>),
+}
+
+impl AccessStep for PostChallenge<'_> {
+    type Outcome = Posted;
+
+    fn script(scripts: &Scripts) -> &Script {
+        &scripts.post_challenge
+    }
+
+    fn args(&self, invocation: &mut ScriptInvocation<'_>) {
+        let challenge = self.challenge;
+        let rule = challenge.rule();
+        invocation
+            .arg(challenge.customer.as_str())
+            .arg(challenge.fin_entity_name.as_str())
+            .arg(challenge.question.as_str())
+            .arg(challenge.kind().as_str())
+            .arg(self.started_at)
+            .arg(self.expires_at)
+            .arg(millis(self.retention))
+            .arg(millis(self.grace));
+        // The optional extras, as hash field and value pairs.
+        let extras = [
+            ("choices", self.choices),
+            ("image", challenge.image().map(ImageUri::as_str)),
+            (
+                "validation",
+                rule.validation.as_ref().map(Validation::as_str),
+            ),
+            ("validation_message", rule.validation_message.as_deref()),
+            (
+                "instructions",
+                challenge.instructions.as_ref().map(Instructions::as_str),
+            ),
+        ];
+        for (field, value) in extras {
+            if let Some(value) = value {
+                invocation.arg(field).arg(value);
+            }
+        }
+    }
+
+    fn outcome(reply: Reply) -> Result<Posted, String> {
+        match reply.outcome.as_str() {
+            "done" => reply.with_access().map(Posted::Done),
+            "superseded" => Ok(Posted::Superseded(reply.access)),
+            _ => reply.unexpected(),
+        }
+    }
+}
+
+/// `send_question.lua`: the front end is shown a challenge.
+pub(super) struct SendQuestion<'a> {
+    /// The customer who lists.
+    pub customer: &'a crate::model::CustomerId,
+    /// The entry's score in the customer's pending index; 0 for a reader
+    /// that never drops an entry.
+    pub score: &'a str,
+    pub grace: Duration,
+    /// The attempt to show, or `None` for the current one.
+    pub attempt: Option<u32>,
+}
+
+pub(super) enum Shown {
+    Done(Box<Access>),
+    /// Not waiting for this customer, and the entry may be dropped.
+    Stale,
+    /// Not waiting for this customer, but a post may be between its index
+    /// write and its hash write: the entry stays.
+    Skip,
+}
+
+impl AccessStep for SendQuestion<'_> {
+    type Outcome = Shown;
+
+    fn script(scripts: &Scripts) -> &Script {
+        &scripts.send_question
+    }
+
+    fn args(&self, invocation: &mut ScriptInvocation<'_>) {
+        invocation
+            .arg(self.customer.as_str())
+            .arg(self.score)
+            .arg(millis(self.grace))
+            .arg(self.attempt.map(|a| a.to_string()).unwrap_or_default());
+    }
+
+    fn outcome(reply: Reply) -> Result<Shown, String> {
+        match reply.outcome.as_str() {
+            "done" => reply
+                .with_access()
+                .map(|shown| Shown::Done(Box::new(shown))),
+            "stale" => Ok(Shown::Stale),
+            "skip" => Ok(Shown::Skip),
+            _ => reply.unexpected(),
+        }
+    }
+}
+
+/// `submit_token.lua`: the customer's token arrives.
+pub(super) struct SubmitToken<'a> {
+    pub token: &'a Token,
+    /// The attempt the customer answered, or `None` for any.
+    pub attempt: Option<u32>,
+    /// The `started_at` of the challenge whose rule the token passed, or
+    /// `None` when none was checked yet.
+    pub checked: Option<UnixMillis>,
+    /// Submissions allowed per window, or `None` not to count this call (a
+    /// second call within one request).
+    pub limit: Option<u64>,
+    pub window: Duration,
+}
+
+pub(super) enum Submitted {
+    Settled(Settled),
+    /// Too many submissions: the next may come after this long.
+    Throttled(Duration),
+    /// The challenge has a rule the gateway has not checked the token
+    /// against yet.
+    CheckRule(Access),
+    /// A new challenge was posted since the rule was checked.
+    RuleChanged(Access),
+}
+
+impl AccessStep for SubmitToken<'_> {
+    type Outcome = Submitted;
+
+    fn script(scripts: &Scripts) -> &Script {
+        &scripts.submit_token
+    }
+
+    fn args(&self, invocation: &mut ScriptInvocation<'_>) {
+        let optional = |value: Option<u64>| value.map(|v| v.to_string()).unwrap_or_default();
+        invocation
+            .arg(self.token.expose())
+            .arg(optional(self.attempt.map(u64::from)))
+            .arg(optional(self.checked.map(|at| at.0)))
+            .arg(optional(self.limit))
+            .arg(millis(self.window));
+    }
+
+    fn outcome(reply: Reply) -> Result<Submitted, String> {
+        match reply.outcome.as_str() {
+            "throttled" => {
+                let wait = reply.retry_after_ms.as_deref().map(str::parse::<u64>);
+                match wait {
+                    Some(Ok(ms)) => Ok(Submitted::Throttled(Duration::from_millis(ms))),
+                    _ => Err("a throttled submission came without retry_after_ms".to_owned()),
+                }
+            }
+            "check_rule" => reply.with_access().map(Submitted::CheckRule),
+            "rule_changed" => reply.with_access().map(Submitted::RuleChanged),
+            _ => Settled::only(reply).map(Submitted::Settled),
+        }
+    }
+}
+
+/// `report.lua`: the scraper's verdict on the token.
+pub(super) struct Verdict<'a> {
+    pub outcome: Outcome,
+    pub reason: Option<&'a Reason>,
+}
+
+impl AccessStep for Verdict<'_> {
+    type Outcome = Settled;
+
+    fn script(scripts: &Scripts) -> &Script {
+        &scripts.report
+    }
+
+    fn args(&self, invocation: &mut ScriptInvocation<'_>) {
+        invocation
+            .arg(self.outcome.status().as_str())
+            .arg(self.reason.map_or("", Reason::as_str));
+    }
+
+    fn outcome(reply: Reply) -> Result<Settled, String> {
+        Settled::only(reply)
+    }
+}
+
+/// `cancel.lua`: a challenge that is not final yet ends.
+pub(super) struct Cancel {
+    pub by: Actor,
+}
+
+impl AccessStep for Cancel {
+    type Outcome = Settled;
+
+    fn script(scripts: &Scripts) -> &Script {
+        &scripts.cancel
+    }
+
+    fn args(&self, invocation: &mut ScriptInvocation<'_>) {
+        invocation.arg(self.by.as_str());
+    }
+
+    fn outcome(reply: Reply) -> Result<Settled, String> {
+        Settled::only(reply)
+    }
+}
+
+/// `expire.lua`: the sweeper's step for one entry of the expiring index.
+pub(super) struct Expire {
+    /// The entry's `started_at`.
+    pub started_at: u64,
+    pub grace: Duration,
+}
+
+pub(super) enum Expiry {
+    /// This call expired the challenge.
+    Expired,
+    /// Its deadline is still ahead by this node's clock (or the entry was
+    /// scored early): look again at the hash's deadline.
+    Waiting { expires_at: UnixMillis },
+    /// The post that wrote the entry may not have written the hash yet.
+    InFlight,
+    /// The entry is no longer needed: that challenge ended or was
+    /// superseded.
+    Gone,
+}
+
+impl AccessStep for Expire {
+    type Outcome = Expiry;
+
+    fn script(scripts: &Scripts) -> &Script {
+        &scripts.expire
+    }
+
+    fn args(&self, invocation: &mut ScriptInvocation<'_>) {
+        invocation.arg(self.started_at).arg(millis(self.grace));
+    }
+
+    fn outcome(reply: Reply) -> Result<Expiry, String> {
+        match (reply.outcome.as_str(), reply.access.is_some()) {
+            ("done", true) => Ok(Expiry::Expired),
+            ("waiting", true) => reply.with_access().map(|waiting| Expiry::Waiting {
+                expires_at: waiting.expires_at,
+            }),
+            ("in_flight", false) => Ok(Expiry::InFlight),
+            ("gone", false) => Ok(Expiry::Gone),
+            _ => reply.unexpected(),
+        }
+    }
+}
+
+/// `read.lua`: an access as it is, expired first if its deadline passed.
+pub(super) enum Read {
+    /// With the token, for the scraper's own read.
+    WithToken,
+    /// With the image, for `GET`.
+    WithImage,
+}
+
+pub(super) enum Found {
+    Access {
+        access: Box<Access>,
+        /// Present only for [`Read::WithToken`], when there is a token.
+        token: Option<String>,
+    },
+    NotFound,
+}
+
+impl AccessStep for Read {
+    type Outcome = Found;
+
+    fn script(scripts: &Scripts) -> &Script {
+        &scripts.read
+    }
+
+    fn args(&self, invocation: &mut ScriptInvocation<'_>) {
+        invocation.arg(match self {
+            Read::WithToken => "token",
+            Read::WithImage => "image",
+        });
+    }
+
+    fn outcome(mut reply: Reply) -> Result<Found, String> {
+        match (reply.outcome.as_str(), reply.access.is_some()) {
+            ("done", true) => {
+                let token = reply.token.take();
+                let access = Box::new(reply.with_access()?);
+                Ok(Found::Access { access, token })
+            }
+            ("not_found", false) => Ok(Found::NotFound),
+            _ => reply.unexpected(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
