@@ -51,16 +51,6 @@ fn step(kind: &str, by: &str) -> TrailStep {
     }
 }
 
-/// Worth trying again, as the client itself judges it (its
-/// `ClientError::is_transient` is private): the gateway could not be
-/// reached, or said 503.
-fn transient(error: &ClientError) -> bool {
-    matches!(
-        error,
-        ClientError::Transport(_) | ClientError::Unavailable { .. }
-    )
-}
-
 /// True once every one of these accesses' channels has a subscriber: each
 /// scraper's long poll is registered with a gateway.
 async fn all_subscribed(conn: &MultiplexedConnection, accesses: &[String]) -> bool {
@@ -583,7 +573,7 @@ where
     loop {
         match request(gateways[turn % gateways.len()].clone()).await {
             Ok(value) => return Ok(value),
-            Err(error) if transient(&error) && Instant::now() < deadline => {
+            Err(error) if error.is_transient() && Instant::now() < deadline => {
                 load.retried.fetch_add(1, Ordering::Relaxed);
                 turn += 1;
                 // The pause a client takes before trying again.
