@@ -8,6 +8,8 @@
 //! - `feed`: the customer's live feed, read event by event.
 //! - `operator`: Redis as redis-cli shows it: hashes, keys, streams, trails.
 //! - `binary`: the real `twofa-bridge` process, for starts, signals and logs.
+//! - `scrapers`: scrapers through the crate's own `Client`, by the hundred.
+//! - `rng`: random choices a failing run can replay from its seed.
 
 use std::future::Future;
 use std::time::Duration;
@@ -20,13 +22,19 @@ mod feed;
 mod http;
 mod operator;
 mod redis_servers;
+mod rng;
+mod scrapers;
 
 pub use app::TestApp;
 pub use binary::{Binary, refused_start};
 pub use feed::FeedClient;
 pub use http::Reply;
-pub use operator::{TrailStep, trails};
+pub use operator::{TrailStep, field, step, stored_hashes, trails};
 pub use redis_servers::{redis_connection, start_redis, start_redis_with};
+pub use rng::Rng;
+pub use scrapers::{
+    WAITING_SCRAPERS, assert_tokens_delivered, code_challenge, spawn_waiting_scrapers, token_for,
+};
 
 /// Long enough for any honest wait in these tests, short enough that a
 /// broken one fails instead of hanging the suite.

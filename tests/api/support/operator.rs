@@ -7,7 +7,9 @@ use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use tokio::task::JoinHandle;
 
-use super::{PATIENCE, TestApp};
+use twofa_bridge::redis_server::RedisServer;
+
+use super::{PATIENCE, TestApp, redis_connection};
 
 impl TestApp {
     pub async fn hash(&self, access: &str) -> HashMap<String, String> {
@@ -206,4 +208,31 @@ pub async fn trails(conn: &mut MultiplexedConnection, accesses: &[String]) -> Ve
                 .collect()
         })
         .collect()
+}
+
+/// A first-attempt step of a trail, made by `by`.
+pub fn step(kind: &str, by: &str) -> TrailStep {
+    TrailStep {
+        kind: kind.to_owned(),
+        attempt: 1,
+        by: by.to_owned(),
+    }
+}
+
+/// The accesses' hashes as Redis holds them, read on a new connection.
+pub async fn stored_hashes(
+    redis: &RedisServer,
+    accesses: &[String],
+) -> Vec<HashMap<String, String>> {
+    let mut conn = redis_connection(redis).await;
+    let mut pipe = redis::pipe();
+    for access in accesses {
+        pipe.hgetall(format!("2fa:access:{{{access}}}"));
+    }
+    pipe.query_async(&mut conn).await.expect("HGETALL")
+}
+
+/// A hash's field, `""` when it is absent.
+pub fn field<'a>(hash: &'a HashMap<String, String>, name: &str) -> &'a str {
+    hash.get(name).map_or("", String::as_str)
 }
