@@ -232,7 +232,11 @@ pub async fn stored_hashes(
     pipe.query_async(&mut conn).await.expect("HGETALL")
 }
 
-/// A hash's field, `""` when it is absent.
+/// A field of an access's hash, which must be there: a missing field fails
+/// the test with the hash shown, rather than reading as `""` and letting two
+/// missing fields compare equal.
 pub fn field<'a>(hash: &'a HashMap<String, String>, name: &str) -> &'a str {
-    hash.get(name).map_or("", String::as_str)
+    hash.get(name)
+        .map(String::as_str)
+        .unwrap_or_else(|| panic!("no field {name} in {hash:?}"))
 }
