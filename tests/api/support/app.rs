@@ -17,6 +17,33 @@ use twofa_bridge::wait::Waiters;
 
 use super::{eventually, start_redis};
 
+/// The API keys of a `keyed_app`, one per role.
+pub mod keys {
+    pub const SCRAPER: &str = "scraper-key-0123456789abcdef0123456789";
+    pub const FRONTEND: &str = "frontend-key-0123456789abcdef012345678";
+    pub const ADMIN: &str = "admin-key-0123456789abcdef0123456789ab";
+}
+
+/// A gateway on a Redis of its own that checks API keys: one for each role,
+/// as `keys` holds them. The helpers' requests carry `authorized_as`, or no
+/// key at all.
+pub async fn keyed_app(authorized_as: Option<&str>) -> TestApp {
+    let keys = format!(
+        "scraper:{},frontend:{},admin:{}",
+        keys::SCRAPER,
+        keys::FRONTEND,
+        keys::ADMIN
+    );
+    let mut app = TestApp::spawn_with(start_redis(), |config| {
+        config.api_keys = Some(keys.parse().expect("keys"));
+    })
+    .await;
+    if let Some(key) = authorized_as {
+        app.authorize(key);
+    }
+    app
+}
+
 /// A gateway serving on a loopback port, with an HTTP client pointed at it
 /// and a connection of the test's own to its Redis. Stopped when dropped.
 pub struct TestApp {

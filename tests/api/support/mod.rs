@@ -3,7 +3,8 @@
 //! the test files share lives here, once:
 //!
 //! - `redis_servers`: a Redis of its own per test, and new connections to it.
-//! - `app`: `TestApp`, the gateway in-process: started, stopped, and waited on.
+//! - `app`: `TestApp`, the gateway in-process, with or without API keys:
+//!   started, stopped, and waited on.
 //! - `http`: one HTTP answer, and the requests of the scraper and of TesBack.
 //! - `feed`: the customer's live feed, read event by event.
 //! - `operator`: Redis as redis-cli shows it: hashes, keys, streams, trails.
@@ -25,7 +26,7 @@ mod redis_servers;
 mod rng;
 mod scrapers;
 
-pub use app::TestApp;
+pub use app::{TestApp, keyed_app, keys};
 pub use binary::{Binary, refused_start};
 pub use feed::FeedClient;
 pub use http::Reply;
