@@ -7,7 +7,7 @@ use serde_json::json;
 use twofa_bridge::client::{Client, ClientError, FeedMessage};
 use twofa_bridge::model::{BankName, ChallengeRequest, Outcome, Question, Status, Token};
 
-use crate::support::{TestApp, settled, start_redis};
+use crate::support::{TestApp, free_port, settled, start_redis};
 
 const SCRAPER: &str = "scraper-client-0123456789abcdef01234567";
 const FRONTEND: &str = "frontend-client-0123456789abcdef0123456";
@@ -129,10 +129,7 @@ async fn errors_are_typed_so_a_scraper_can_match_them() {
 #[tokio::test(flavor = "multi_thread")]
 async fn wait_token_rides_out_a_gateway_restart() {
     let redis = start_redis();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let on_port = |config: &mut twofa_bridge::config::Config| {
         config.listen = listen.parse().expect("address");

@@ -1,20 +1,15 @@
 //! Starting the binary: a wrong Redis is one clear line and a non-zero exit.
 
-use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-use crate::support::{Binary, TestApp, refused_start, settled, start_redis};
+use crate::support::{Binary, TestApp, free_port, refused_start, settled, start_redis};
 
 #[test]
 fn an_unreachable_redis_is_one_clear_line_naming_the_url() {
-    // A port nobody listens on: bind one, then let it go.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = free_port();
     let url = format!("redis://user:s3cret@127.0.0.1:{port}/0");
     let stderr = refused_start(&[("REDIS_URL", &url)]);
     let lines: Vec<&str> = stderr.lines().collect();

@@ -66,8 +66,9 @@ where
     }
 }
 
-/// A loopback port nobody listens on now (bound, then let go), for a
-/// gateway that must be restarted on the same address.
+/// A loopback port nobody listens on now (bound, then let go): for a
+/// server that must come back on the same address after a restart, or an
+/// address where nothing answers.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
