@@ -52,6 +52,32 @@ async fn read_head(stream: &mut TcpStream) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn sigterm_answers_waiters_at_once_and_exits_cleanly() {
+    let redis = start_redis();
+    let mut gateway = Binary::serve(&redis, &[]);
+    let mut scraper = TestApp::spawn_on(redis).await;
+    scraper.base = gateway.url();
+    scraper.challenge("001", "c1", "q").await;
+    let waiter = scraper.spawn_wait("001", 120.0);
+    scraper
+        .until("the binary's waiter subscribed", || async {
+            scraper.subscribers("001").await == 1
+        })
+        .await;
+
+    let signalled = Instant::now();
+    gateway.terminate();
+    assert_eq!(settled(waiter).await.status, StatusCode::NO_CONTENT);
+    let status = gateway.child.wait().expect("the gateway exits");
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        signalled.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn sigterm_refuses_new_connections_finishes_requests_answers_waiters_and_closes_feeds() {
     let redis = start_redis();
     let mut gateway = Binary::serve(&redis, &[]);
