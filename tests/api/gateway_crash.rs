@@ -11,8 +11,8 @@ use twofa_bridge::client::Client;
 use twofa_bridge::model::Status;
 
 use crate::support::{
-    Binary, PATIENCE, WAITING_SCRAPERS, code_challenge, eventually, free_port, redis_connection,
-    settled, spawn_waiting_scrapers, start_redis, token_for,
+    Binary, PATIENCE, WAITING_SCRAPERS, assert_tokens_delivered, code_challenge, eventually,
+    free_port, redis_connection, spawn_waiting_scrapers, start_redis, token_for,
 };
 
 /// True once every one of these accesses' channels has a subscriber: each
@@ -74,17 +74,7 @@ async fn a_gateway_killed_mid_wait_loses_no_token_and_skips_no_status() {
     }
 
     let _restarted = Binary::serve_on(&redis, port, &[]);
-    for (access, scraper) in accesses.iter().zip(scrapers) {
-        let answer = settled(scraper)
-            .await
-            .unwrap_or_else(|e| panic!("{access}: no token after the restart: {e}"));
-        assert_eq!(answer.access.as_str(), access);
-        assert_eq!(
-            answer.token.expose(),
-            token_for(access).expose(),
-            "{access}"
-        );
-    }
+    assert_tokens_delivered(&accesses, scrapers).await;
 
     // No status skipped, as the audit trail tells it through the API.
     let http = reqwest::Client::new();
