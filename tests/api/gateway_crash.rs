@@ -42,7 +42,10 @@ async fn a_gateway_killed_mid_wait_loses_no_token_and_skips_no_status() {
     for (i, access) in accesses.iter().enumerate() {
         let customer = format!("c{}", i % 10);
         scraper
-            .challenge(access, &code_challenge(&customer))
+            .challenge(
+                access,
+                &code_challenge(&customer, "Enter the code sent by SMS"),
+            )
             .await
             .expect("challenge posted");
     }

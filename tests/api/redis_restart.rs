@@ -31,7 +31,10 @@ async fn redis_restarted_under_waiters_keeps_challenges_and_delivers_every_token
     let customers: Vec<String> = (0..10).map(|c| format!("c{c}")).collect();
     for (i, access) in accesses.iter().enumerate() {
         scraper
-            .challenge(access, &code_challenge(&customers[i % 10]))
+            .challenge(
+                access,
+                &code_challenge(&customers[i % 10], "Enter the code sent by SMS"),
+            )
             .await
             .expect("challenge posted");
     }

@@ -73,7 +73,7 @@ async fn scraper_cycles(
     let mut done = Vec::new();
     while !load.stop.is_cancelled() {
         let access = format!("s{index}-{}", done.len());
-        let request = code_challenge(&customer);
+        let request = code_challenge(&customer, "Enter the code sent by SMS");
         retrying(&load, &[&gateway], 0, &format!("{access} challenge"), |g| {
             let (access, request) = (access.clone(), request.clone());
             async move { g.challenge(&access, &request).await }

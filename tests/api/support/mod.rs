@@ -9,7 +9,7 @@
 //! - `feed`: the customer's live feed, read event by event.
 //! - `operator`: Redis as redis-cli shows it: hashes, keys, streams, trails.
 //! - `binary`: the real `twofa-bridge` process, for starts, signals and logs.
-//! - `scrapers`: scrapers through the crate's own `Client`, by the hundred.
+//! - `scrapers`: scrapers through the crate's own typed `Client`.
 //! - `rng`: random choices a failing run can replay from its seed.
 
 use std::future::Future;

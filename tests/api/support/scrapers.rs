@@ -1,5 +1,5 @@
-//! Scrapers through the crate's own typed `Client`, as the fault tests run
-//! them by the hundred against real processes.
+//! Scrapers through the crate's own typed `Client`: the challenge a scraper
+//! posts, and the scrapers the fault tests keep waiting by the hundred.
 
 use std::time::Duration;
 
@@ -12,12 +12,13 @@ use super::settled;
 /// How many scrapers wait at once in the kill and restart tests.
 pub const WAITING_SCRAPERS: usize = 100;
 
-/// A code challenge at bank Real for this customer, as a scraper posts it.
-pub fn code_challenge(customer: &str) -> ChallengeRequest {
+/// A code challenge at bank Real for this customer, as a scraper posts it
+/// through the typed client.
+pub fn code_challenge(customer: &str, question: &str) -> ChallengeRequest {
     ChallengeRequest::code(
         customer,
         BankName::parse("Real").expect("a bank name"),
-        Question::parse("Enter the code sent by SMS").expect("a question"),
+        Question::parse(question).expect("a question"),
     )
 }
 
