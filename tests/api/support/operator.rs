@@ -159,15 +159,19 @@ impl TestApp {
     /// Until some client (a raw-Redis scraper) is blocked in BLPOP.
     pub async fn until_blocked_in_blpop(&self) {
         self.until("a scraper is blocked in BLPOP", || async {
-            let mut conn = self.conn.clone();
-            let clients: String = redis::cmd("CLIENT")
-                .arg("LIST")
-                .query_async(&mut conn)
-                .await
-                .expect("CLIENT LIST");
-            clients.contains("cmd=blpop")
+            self.redis_clients().await.contains("cmd=blpop")
         })
         .await;
+    }
+
+    /// Every connection Redis has, one line each, as CLIENT LIST shows them.
+    pub async fn redis_clients(&self) -> String {
+        let mut conn = self.conn.clone();
+        redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut conn)
+            .await
+            .expect("CLIENT LIST")
     }
 }
 
