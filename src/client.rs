@@ -70,8 +70,11 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// Worth trying again: the gateway could not be reached, or said so.
-    fn is_transient(&self) -> bool {
+    /// Worth trying again: the gateway could not be reached, or said so
+    /// (503). Public so that a caller retrying its own requests, such as a
+    /// scraper riding out a rolling restart, judges an error as `wait_token`
+    /// does instead of keeping a copy of this list.
+    pub fn is_transient(&self) -> bool {
         matches!(
             self,
             ClientError::Transport(_) | ClientError::Unavailable { .. }

@@ -8,7 +8,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tempfile::TempDir;
 
-use crate::support::{PATIENCE, TestApp, eventually, free_port, settled};
+use crate::support::keys::{FRONTEND, SCRAPER};
+use crate::support::{PATIENCE, TestApp, eventually, free_port, keyed_app, settled};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -380,15 +381,7 @@ async fn the_page_reconnects_its_feed_after_the_gateway_restarts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_keys_the_page_uses_the_frontend_key_it_is_given_and_says_when_it_is_wrong() {
-    const FRONTEND: &str = "frontend-key-0123456789abcdef012345678";
-    let mut app = TestApp::spawn_with(crate::support::start_redis(), |config| {
-        config.api_keys = Some(
-            format!("scraper:scraper-key-0123456789abcdef0123456789,frontend:{FRONTEND}")
-                .parse()
-                .expect("keys"),
-        );
-    })
-    .await;
+    let mut app = keyed_app(None).await;
     let browser = Browser::start().await;
     browser.sign_in(&app, "c1", "not-the-key").await;
     browser
@@ -398,7 +391,7 @@ async fn with_keys_the_page_uses_the_frontend_key_it_is_given_and_says_when_it_i
     browser.click("#leave").await;
     browser.sign_in(&app, "c1", FRONTEND).await;
     browser.until_text("#connection", "Live").await;
-    app.authorize("scraper-key-0123456789abcdef0123456789");
+    app.authorize(SCRAPER);
     assert_eq!(
         app.challenge("kb1", "c1", "q").await.status,
         StatusCode::CREATED

@@ -5,20 +5,12 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::json;
 use twofa_bridge::client::{Client, ClientError, FeedMessage};
-use twofa_bridge::model::{BankName, ChallengeRequest, Outcome, Question, Status, Token};
+use twofa_bridge::model::{Outcome, Status, Token};
 
-use crate::support::{TestApp, settled, start_redis};
+use crate::support::{TestApp, code_challenge, free_port, settled, start_redis};
 
 const SCRAPER: &str = "scraper-client-0123456789abcdef01234567";
 const FRONTEND: &str = "frontend-client-0123456789abcdef0123456";
-
-fn request(customer: &str, question: &str) -> ChallengeRequest {
-    ChallengeRequest::code(
-        customer,
-        BankName::parse("Real").expect("bank"),
-        Question::parse(question).expect("question"),
-    )
-}
 
 fn token(value: &str) -> Token {
     Token::parse(value).expect("token")
@@ -36,7 +28,7 @@ async fn the_story_through_the_client_with_a_key_for_each_side() {
     let tesback = Client::new(&app.base, Some(FRONTEND)).expect("client");
 
     let posted = scraper
-        .challenge("001", &request("c1", "123456"))
+        .challenge("001", &code_challenge("c1", "123456"))
         .await
         .expect("posted");
     assert_eq!((posted.status, posted.attempt), (Status::Need, 1));
@@ -81,7 +73,7 @@ async fn errors_are_typed_so_a_scraper_can_match_them() {
     );
 
     gateway
-        .challenge("gone", &request("c1", "q"))
+        .challenge("gone", &code_challenge("c1", "q"))
         .await
         .expect("posted");
     gateway.cancel("gone").await.expect("cancelled");
@@ -91,14 +83,14 @@ async fn errors_are_typed_so_a_scraper_can_match_them() {
         "{cancelled:?}"
     );
 
-    let mut short = request("c1", "q");
+    let mut short = code_challenge("c1", "q");
     short.expires_in = Some(twofa_bridge::model::ExpiresIn::from_secs(1).expect("1 s"));
     gateway.challenge("late", &short).await.expect("posted");
     let expired = gateway.wait_token("late", Duration::from_secs(10)).await;
     assert!(matches!(expired, Err(ClientError::Expired)), "{expired:?}");
 
     gateway
-        .challenge("done", &request("c1", "q"))
+        .challenge("done", &code_challenge("c1", "q"))
         .await
         .expect("posted");
     gateway.submit("done", token("1")).await.expect("submitted");
@@ -108,7 +100,7 @@ async fn errors_are_typed_so_a_scraper_can_match_them() {
         "{twice:?}"
     );
 
-    let mut strict = request("c1", "q");
+    let mut strict = code_challenge("c1", "q");
     strict.validation = Some(twofa_bridge::model::Validation::parse(r"\d{6}").expect("regex"));
     gateway.challenge("strict", &strict).await.expect("posted");
     let invalid = gateway.submit("strict", token("abc")).await;
@@ -129,10 +121,7 @@ async fn errors_are_typed_so_a_scraper_can_match_them() {
 #[tokio::test(flavor = "multi_thread")]
 async fn wait_token_rides_out_a_gateway_restart() {
     let redis = start_redis();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let on_port = |config: &mut twofa_bridge::config::Config| {
         config.listen = listen.parse().expect("address");
@@ -140,7 +129,7 @@ async fn wait_token_rides_out_a_gateway_restart() {
     let mut first = TestApp::spawn_with(redis.clone(), on_port).await;
     let scraper = Client::new(&first.base, None).expect("client");
     scraper
-        .challenge("001", &request("c1", "q"))
+        .challenge("001", &code_challenge("c1", "q"))
         .await
         .expect("posted");
     let waiting = tokio::spawn({

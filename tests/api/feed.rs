@@ -129,12 +129,7 @@ async fn a_thousand_feeds_cost_a_handful_of_redis_connections() {
     let mut feeds = futures_util::future::join_all(opening).await;
     assert!(feeds.iter().all(|f| f.status == StatusCode::OK));
 
-    let mut conn = app.conn.clone();
-    let clients: String = redis::cmd("CLIENT")
-        .arg("LIST")
-        .query_async(&mut conn)
-        .await
-        .expect("CLIENT LIST");
+    let clients = app.redis_clients().await;
     // The gateway's command and pub/sub connections, and this test's own.
     let connections = clients.lines().count();
     assert!(

@@ -7,22 +7,11 @@ use std::collections::BTreeSet;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{Reply, TestApp, settled, start_redis};
-
-const SCRAPER: &str = "scraper-key-0123456789abcdef0123456789";
-const FRONTEND: &str = "frontend-key-0123456789abcdef012345678";
-const ADMIN: &str = "admin-key-0123456789abcdef0123456789ab";
+use crate::support::keys::{ADMIN, FRONTEND, SCRAPER};
+use crate::support::{Reply, TestApp, keyed_app, settled};
 
 /// The methods a probe tries on every path.
 const METHODS: [&str; 7] = ["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"];
-
-async fn keyed_app() -> TestApp {
-    let keys = format!("scraper:{SCRAPER},frontend:{FRONTEND},admin:{ADMIN}");
-    TestApp::spawn_with(start_redis(), |config| {
-        config.api_keys = Some(keys.parse().expect("keys"));
-    })
-    .await
-}
 
 async fn served_document(app: &TestApp) -> (String, Value) {
     let response = reqwest::get(format!("{}/openapi.json", app.base))
@@ -48,7 +37,7 @@ fn method(name: &str) -> Method {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_committed_document_is_the_served_one() {
-    let app = keyed_app().await;
+    let app = keyed_app(None).await;
     let (served, doc) = served_document(&app).await;
     let committed =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json"))
@@ -99,7 +88,7 @@ async fn operations_have_unique_ids_and_the_document_is_valid_openapi() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_route_the_router_answers_is_documented_and_no_more() {
-    let app = keyed_app().await;
+    let app = keyed_app(None).await;
     let (_, doc) = served_document(&app).await;
     let paths = doc["paths"].as_object().expect("paths");
     assert!(paths.len() >= 12, "{:?}", paths.keys());
@@ -156,7 +145,7 @@ async fn every_route_the_router_answers_is_documented_and_no_more() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_documented_security_is_what_the_gateway_enforces() {
-    let app = keyed_app().await;
+    let app = keyed_app(None).await;
     let (_, doc) = served_document(&app).await;
     let keys = [
         ("scraper", SCRAPER),

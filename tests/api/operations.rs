@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::support::{Binary, TestApp, settled, start_redis};
+use crate::support::{Binary, TestApp, free_port, settled, start_redis};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_count_the_story_without_naming_anyone() {
@@ -70,7 +70,7 @@ async fn redis_behind_a_password_works_and_the_password_never_shows() {
         .expect("port");
     let url = format!("redis://:{password}@127.0.0.1:{port}");
     let gateway = Binary::serve(&redis, &[("REDIS_URL", &url), ("RUST_LOG", "debug")]);
-    let base = format!("http://{}", gateway.addr);
+    let base = gateway.url();
     let http = reqwest::Client::new();
     let body =
         serde_json::json!({"customer": "c1", "finEntityName": "Real", "doubleAuthQuestion": "q"});
@@ -119,10 +119,7 @@ async fn a_tls_redis_is_reached_with_rediss() {
     let ca_file = write("ca.pem", ca_cert.pem());
     let cert_file = write("server.pem", server.pem());
     let key_file = write("server.key", server_key.serialize_pem());
-    let tls_port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-        listener.local_addr().expect("addr").port().to_string()
-    };
+    let tls_port = free_port().to_string();
     let tls = crate::support::start_redis_with(&[
         "--tls-port",
         &tls_port,
@@ -139,7 +136,7 @@ async fn a_tls_redis_is_reached_with_rediss() {
     // The gateway trusts the private CA the way any rustls program on Linux
     // can be told to: SSL_CERT_FILE.
     let gateway = Binary::serve(&tls, &[("REDIS_URL", &url), ("SSL_CERT_FILE", &ca_file)]);
-    let ready = reqwest::get(format!("http://{}/readyz", gateway.addr))
+    let ready = reqwest::get(format!("{}/readyz", gateway.url()))
         .await
         .expect("readyz");
     assert_eq!(ready.status(), StatusCode::OK);

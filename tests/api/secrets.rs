@@ -21,7 +21,7 @@ async fn the_token_never_reaches_the_log_even_at_trace_level() {
     // slip into an error: a duplicate, a wrong type, a wrong access. Our
     // helpers are pointed at the binary.
     let mut remote = TestApp::spawn_on(redis).await;
-    remote.base = format!("http://{}", gateway.addr);
+    remote.base = gateway.url();
     remote.authorize(KEY);
     assert_eq!(
         remote.challenge("001", "c1", "123456").await.status,

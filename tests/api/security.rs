@@ -4,22 +4,8 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, settled, start_redis};
-
-const SCRAPER: &str = "scraper-key-0123456789abcdef0123456789";
-const FRONTEND: &str = "frontend-key-0123456789abcdef012345678";
-const ADMIN: &str = "admin-key-0123456789abcdef0123456789ab";
-
-async fn keyed_app() -> TestApp {
-    let redis = start_redis();
-    let keys = format!("scraper:{SCRAPER},frontend:{FRONTEND},admin:{ADMIN}");
-    let mut app = TestApp::spawn_with(redis, |config| {
-        config.api_keys = Some(keys.parse().expect("keys"));
-    })
-    .await;
-    app.authorize(ADMIN);
-    app
-}
+use crate::support::keys::{ADMIN, FRONTEND, SCRAPER};
+use crate::support::{TestApp, keyed_app, settled, start_redis};
 
 fn bearer(key: &str) -> String {
     format!("Bearer {key}")
@@ -63,7 +49,7 @@ fn routes() -> Vec<(Method, &'static str, Option<Value>, &'static str)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_route_refuses_a_missing_unknown_or_wrong_key_and_changes_nothing() {
-    let app = keyed_app().await;
+    let app = keyed_app(Some(ADMIN)).await;
     app.challenge("001", "c1", "123456").await;
     app.submit("001", "987654").await;
     let before = app.keyspace().await;
@@ -123,7 +109,7 @@ async fn every_route_refuses_a_missing_unknown_or_wrong_key_and_changes_nothing(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_role_reaches_what_it_may() {
-    let app = keyed_app().await;
+    let app = keyed_app(Some(ADMIN)).await;
     for (method, path, body, allowed) in routes() {
         let callers: &[&str] = match allowed {
             "scraper" => &[SCRAPER, ADMIN],
@@ -165,7 +151,7 @@ async fn each_role_reaches_what_it_may() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_audit_trail_names_the_role_that_cancelled() {
-    let app = keyed_app().await;
+    let app = keyed_app(Some(ADMIN)).await;
     app.challenge("001", "c1", "q").await;
     // A front-end key cancels; a `by` claiming otherwise counts for nothing.
     let path = "/v1/accesses/001/challenge?by=scraper";
@@ -291,7 +277,7 @@ async fn a_client_that_trickles_its_headers_is_cut_off() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_front_end_key_cannot_even_ask_how_a_token_answer_would_look() {
-    let app = keyed_app().await;
+    let app = keyed_app(Some(ADMIN)).await;
     app.challenge("001", "c1", "q").await;
     app.submit("001", "987654").await;
     let head = app

@@ -1,20 +1,14 @@
 //! Starting the binary: a wrong Redis is one clear line and a non-zero exit.
 
-use std::net::TcpListener;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-use crate::support::{Binary, TestApp, refused_start, settled, start_redis};
+use crate::support::{Binary, TestApp, free_port, refused_start, start_redis};
 
 #[test]
 fn an_unreachable_redis_is_one_clear_line_naming_the_url() {
-    // A port nobody listens on: bind one, then let it go.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = free_port();
     let url = format!("redis://user:s3cret@127.0.0.1:{port}/0");
     let stderr = refused_start(&[("REDIS_URL", &url)]);
     let lines: Vec<&str> = stderr.lines().collect();
@@ -43,34 +37,6 @@ fn serve_is_the_default_subcommand() {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
     }
     assert!(text.contains("serve"), "{text}");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn sigterm_answers_waiters_at_once_and_exits_cleanly() {
-    let redis = start_redis();
-    let mut gateway = Binary::serve(&redis, &[]);
-    let mut scraper = TestApp::spawn_on(redis).await;
-    scraper.base = format!("http://{}", gateway.addr);
-    scraper.challenge("001", "c1", "q").await;
-    let waiter = scraper.spawn_wait("001", 120.0);
-    scraper
-        .until("the binary's waiter subscribed", || async {
-            scraper.subscribers("001").await == 1
-        })
-        .await;
-
-    let pid = gateway.child.id().to_string();
-    let signalled = Instant::now();
-    let kill = Command::new("kill").args(["-TERM", &pid]).status();
-    assert!(kill.is_ok_and(|s| s.success()), "SIGTERM sent");
-    assert_eq!(settled(waiter).await.status, StatusCode::NO_CONTENT);
-    let status = gateway.child.wait().expect("the gateway exits");
-    assert!(status.success(), "exit status {status}");
-    assert!(
-        signalled.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        signalled.elapsed()
-    );
 }
 
 /// Runs the binary against a Redis that answers, expecting it to refuse

@@ -1,19 +1,11 @@
 //! The acceptance story, end to end, with the Redis hash checked at every
 //! step as redis-cli would show it.
 
-use std::collections::HashMap;
-
 use redis::AsyncCommands;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::{TestApp, settled};
-
-fn field<'a>(hash: &'a HashMap<String, String>, name: &str) -> &'a str {
-    hash.get(name)
-        .map(String::as_str)
-        .unwrap_or_else(|| panic!("no field {name} in {hash:?}"))
-}
+use crate::support::{TestApp, field, settled};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_seed_story_from_question_to_ok_and_a_second_attempt() {
