@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use twofa_bridge::store::CLASSIC;
 
 use crate::support::{TestApp, start_redis};
 
@@ -66,15 +67,8 @@ async fn a_position_the_feed_never_gave_starts_over_and_a_malformed_one_is_refus
 /// Runs the feed's append script as a gateway would, with `entries` of
 /// (event, access, status, audit id), and returns the feed's statuses.
 async fn append(app: &TestApp, entries: &[(&str, &str, &str, &str)]) -> Vec<(String, String)> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/scripts");
-    // As the gateway assembles it for a single Redis.
-    let parts: Vec<String> = ["clock", "stream_ids", "feed_add"]
-        .iter()
-        .map(|part| std::fs::read_to_string(dir.join(format!("{part}.lua"))).expect("script"))
-        .collect();
-    let source = format!("local PUBLISH = 'PUBLISH'\n{}", parts.join("\n"));
-    let script = redis::Script::new(&source);
-    let mut invocation = script.key("2fa:customer:{c1}:events");
+    // The very script the gateway runs on a single Redis.
+    let mut invocation = CLASSIC.feed_add.key("2fa:customer:{c1}:events");
     invocation
         .key("2fa:customer:{c1}:latest")
         .arg("2fa:customer:{c1}:changed")
