@@ -14,9 +14,9 @@ use crate::auth::ApiKeys;
 use crate::config::Config;
 use crate::http::{self, AppState, Limits};
 use crate::model::ExpiresIn;
+use crate::pubsub::{Subscriber, SubscriberOptions};
 use crate::redis_target::{Target, redacted_url};
 use crate::store::{Keys, Store, StoreOptions};
-use crate::wait::{SubscriberOptions, Waiters};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -68,9 +68,10 @@ impl Application {
             heartbeat: Duration::from_millis(config.heartbeat_ms),
             max_held: usize::try_from(config.max_waiters).unwrap_or(usize::MAX),
         };
-        let (waiters, subscriber) = Waiters::start(target, subscriber_options, shutdown.clone())
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
+        let (subscriber, subscriber_task) =
+            Subscriber::start(target, subscriber_options, shutdown.clone())
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -86,9 +87,9 @@ impl Application {
             shutdown.clone(),
         ));
         let state = AppState {
-            keys: Arc::new(keys),
+            api_keys: Arc::new(keys),
             store,
-            waiters,
+            subscriber,
             limits: Limits {
                 default_expires_in,
                 max_wait: Duration::from_secs(config.max_wait),
@@ -98,7 +99,7 @@ impl Application {
             },
             shutdown,
         };
-        if !state.keys.is_enabled() {
+        if !state.api_keys.is_enabled() {
             tracing::warn!(
                 "AUTHENTICATION IS OFF: no API keys are configured, so anyone who can reach {} \
                  may post challenges and read tokens. Set TWOFA_API_KEYS or \
@@ -109,7 +110,7 @@ impl Application {
         Ok(Self {
             listener,
             state,
-            background: vec![subscriber, sweeper],
+            background: vec![subscriber_task, sweeper],
         })
     }
 
@@ -117,9 +118,9 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// The in-process waiter registry, for tests and embedders.
-    pub fn waiters(&self) -> Waiters {
-        self.state.waiters.clone()
+    /// The shared subscriber's in-process side, for tests and embedders.
+    pub fn subscriber(&self) -> Subscriber {
+        self.state.subscriber.clone()
     }
 
     /// Serves until shutdown, then waits for the background tasks to stop.

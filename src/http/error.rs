@@ -10,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::follow::FollowError;
 use crate::model::{Invalid, Status};
 use crate::store::StoreError;
-use crate::wait::WaitError;
 
 /// Seconds a client should wait before retrying after a 503.
 const RETRY_AFTER_SECS: &str = "1";
@@ -180,13 +180,11 @@ impl From<StoreError> for AppError {
     }
 }
 
-impl From<WaitError> for AppError {
-    fn from(error: WaitError) -> Self {
+impl From<FollowError> for AppError {
+    fn from(error: FollowError) -> Self {
         match error {
-            WaitError::Store(error) => error.into(),
-            WaitError::SubscriberDown | WaitError::Full(_) => {
-                AppError::Unavailable(error.to_string())
-            }
+            FollowError::Store(error) => error.into(),
+            FollowError::Subscriber(error) => AppError::Unavailable(error.to_string()),
         }
     }
 }

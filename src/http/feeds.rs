@@ -13,7 +13,7 @@ use super::AppState;
 use super::error::AppError;
 use super::extract::PathId;
 use super::openapi::CustomerPath;
-use crate::feed::{Feed, FeedItem};
+use crate::follow::{Feed, FeedItem};
 use crate::model::{CustomerId, StatusChange};
 
 /// How soon a client whose feed was closed (the gateway stopping, or Redis
@@ -52,7 +52,7 @@ pub async fn events(
     };
     let feed = Feed::open(
         state.store.clone(),
-        &state.waiters,
+        &state.subscriber,
         customer,
         last_event_id,
         state.shutdown.clone(),

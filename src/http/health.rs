@@ -48,7 +48,7 @@ pub async fn alive() -> Json<Health> {
     )
 )]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Health>, AppError> {
-    if !state.waiters.is_connected() {
+    if !state.subscriber.is_connected() {
         return Err(AppError::Unavailable(
             "the Redis subscriber is not connected".to_owned(),
         ));

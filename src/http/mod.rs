@@ -33,8 +33,8 @@ use utoipa_axum::routes;
 
 use crate::auth::{Allowed, ApiKeys};
 use crate::model::ExpiresIn;
+use crate::pubsub::Subscriber;
 use crate::store::Store;
-use crate::wait::Waiters;
 use error::AppError;
 
 /// Request bodies larger than this get 413.
@@ -57,9 +57,9 @@ pub struct Limits {
 #[derive(Clone)]
 pub struct AppState {
     /// Empty when authentication is off (loopback only).
-    pub keys: Arc<ApiKeys>,
+    pub api_keys: Arc<ApiKeys>,
     pub store: Store,
-    pub waiters: Waiters,
+    pub subscriber: Subscriber,
     pub limits: Limits,
     /// Cancelled on SIGTERM: long polls answer 204 at once instead of
     /// holding shutdown for their whole timeout.
@@ -104,7 +104,7 @@ pub fn openapi_json() -> String {
 
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
-    let (routes, document) = routes(&state.keys).split_for_parts();
+    let (routes, document) = routes(&state.api_keys).split_for_parts();
     let rendered = openapi::render(&document);
     routes
         .route_layer(middleware::from_fn(health::count_request))

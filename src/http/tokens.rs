@@ -14,8 +14,8 @@ use super::AppState;
 use super::error::{AppError, ErrorBody};
 use super::extract::{AppJson, AppQuery, PathId};
 use super::openapi::AccessPath;
+use crate::follow::{Answer, wait_for_token};
 use crate::model::{Access, AccessId, Status, TokenAnswer, TokenSubmission};
-use crate::wait::{Answer, wait_for_token};
 
 /// A long poll waits this long when the caller does not say.
 const DEFAULT_WAIT: Duration = Duration::from_secs(30);
@@ -105,7 +105,7 @@ pub async fn wait(
     let timeout = query.timeout(state.limits.max_wait)?;
     let answer = wait_for_token(
         &state.store,
-        &state.waiters,
+        &state.subscriber,
         &access,
         timeout,
         &state.shutdown,

@@ -3,7 +3,7 @@
 //! Each lifecycle step is one Lua script on one access's keys, which share a
 //! hash tag, so a step is atomic and stays in one cluster slot. The rooms:
 //!
-//! - here: [`Store`], the bounded Redis call, [`Store::step`] that runs an
+//! - here: [`Store`], the bounded Redis call, `Store::step` that runs an
 //!   access script and passes on what it did, and [`StoreError`];
 //! - `script` and `steps`: the typed protocol with the Lua scripts, one
 //!   wrapper per script, parsed in one place;
@@ -161,7 +161,7 @@ pub struct Store {
 
 /// What an access step did: its named outcome, and the moves it recorded,
 /// which the feed has already been given. Callers take the outcome through
-/// [`Stepped::observed`], so the metrics count every move of every step.
+/// `Stepped::observed`, so the metrics count every move of every step.
 pub(super) struct Stepped<O> {
     outcome: O,
     transition: Option<Transition>,

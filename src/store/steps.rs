@@ -4,7 +4,7 @@
 //! wake list, audit trail and submissions, ARGV[1] its channel, and the
 //! reply is `{ outcome, left_waiting, field, value, ... }`, the hash after
 //! the step. Each wrapper below adds its own ARGV, and names every outcome
-//! its script sends in its own enum; [`Store::step`](super::Store) runs them
+//! its script sends in its own enum; `Store::step` runs them
 //! all the same way. The seven wrappers stay side by side in one file, a
 //! little over the usual length, because they are read together: a change
 //! to the shared shape shows in all of them at once.

@@ -161,8 +161,10 @@ async fn the_feed_stream_brings_challenges_and_changes() {
     let body = json!({"customer": "c1", "finEntityName": "Real", "doubleAuthQuestion": "123456"});
     let posting = async {
         // Wait until the feed is open (its subscription counts as a channel).
-        app.until("the feed is open", || async { app.waiters.channels() == 1 })
-            .await;
+        app.until("the feed is open", || async {
+            app.subscriber.channels() == 1
+        })
+        .await;
         app.challenge_with("001", body).await;
     };
     let (_, first) = tokio::join!(posting, feed.next());

@@ -84,7 +84,7 @@ async fn the_demo_scraper_prints_each_token_and_retries_after_a_refused_code() {
                     access.body["status"].as_str(),
                     Some("need" | "question_sent")
                 )
-                && app.waiters.waiting() == 1
+                && app.subscriber.waiting() == 1
         }
     };
     eventually("the demo scraper waits on attempt 1", attempt_waiting(1)).await;

@@ -104,7 +104,7 @@ async fn after_a_network_cut_half_open_connections_are_replaced_and_waiters_get_
         .map(|access| behind_proxy.spawn_wait(access, 60.0))
         .collect();
     behind_proxy.until_waiting(accesses.len()).await;
-    let reconnects = behind_proxy.waiters.reconnects();
+    let reconnects = behind_proxy.subscriber.reconnects();
 
     proxy.cut();
     // Tokens land while the gateway cannot hear of them.
@@ -134,7 +134,7 @@ async fn after_a_network_cut_half_open_connections_are_replaced_and_waiters_get_
         assert_eq!(answer.body["token"], format!("token-{access}"));
     }
     assert!(
-        behind_proxy.waiters.reconnects() > reconnects,
+        behind_proxy.subscriber.reconnects() > reconnects,
         "the subscriber replaced its half-open connection"
     );
     eventually("the gateway is ready again", || async {

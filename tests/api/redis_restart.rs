@@ -40,12 +40,12 @@ async fn redis_restarted_under_waiters_keeps_challenges_and_delivers_every_token
     }
     let mut scrapers = spawn_waiting_scrapers(&scraper, &accesses, 6 * PATIENCE);
     app.until_waiting(WAITING_SCRAPERS).await;
-    let reconnects = app.waiters.reconnects();
+    let reconnects = app.subscriber.reconnects();
 
     // SIGTERM: Redis writes and fsyncs its append-only file as it exits.
     outage(&app, &redis, Stop::Term).await;
     assert!(
-        app.waiters.reconnects() > reconnects,
+        app.subscriber.reconnects() > reconnects,
         "the subscriber reconnected"
     );
     let kept = stored_hashes(&redis, &accesses).await;

@@ -75,9 +75,9 @@ async fn a_subscriber_that_stops_answering_is_replaced_and_waiters_still_get_tok
     // A paused Redis keeps the connection open but answers nothing, like a
     // half-open connection: only the heartbeat can tell.
     app.pause_redis(1_000).await;
-    let reconnects = app.waiters.reconnects();
+    let reconnects = app.subscriber.reconnects();
     app.until("the heartbeat replaced the dead subscriber", || async {
-        app.waiters.reconnects() > reconnects
+        app.subscriber.reconnects() > reconnects
     })
     .await;
     assert_eq!(app.submit("001", "987654").await.status, StatusCode::OK);

@@ -190,7 +190,7 @@ async fn waiters_survive_the_subscriber_connection_being_killed() {
         assert_eq!(submitted.status, StatusCode::OK);
     }
     assert!(
-        !app.waiters.is_connected(),
+        !app.subscriber.is_connected(),
         "the subscriber cannot be back yet"
     );
     let _: () = redis::cmd("ACL")

@@ -12,8 +12,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use twofa_bridge::app::Application;
 use twofa_bridge::config::Config;
+use twofa_bridge::pubsub::Subscriber;
 use twofa_bridge::redis_server::RedisServer;
-use twofa_bridge::wait::Waiters;
 
 use super::{eventually, start_redis};
 
@@ -51,7 +51,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub redis: Arc<RedisServer>,
     pub conn: MultiplexedConnection,
-    pub waiters: Waiters,
+    pub subscriber: Subscriber,
     shutdown: CancellationToken,
     server: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -76,7 +76,7 @@ impl TestApp {
             .await
             .unwrap_or_else(|e| panic!("the gateway did not start: {e}\n{}", redis.log()));
         let addr = app.local_addr().expect("bound address");
-        let waiters = app.waiters();
+        let subscriber = app.subscriber();
         let server = tokio::spawn(app.run());
         let client = redis::Client::open(redis.url()).expect("redis url");
         let conn = client
@@ -91,7 +91,7 @@ impl TestApp {
                 .expect("http client"),
             redis,
             conn,
-            waiters,
+            subscriber,
             shutdown,
             server: Some(server),
         }
@@ -133,7 +133,7 @@ impl TestApp {
     /// Until `n` long polls have subscribed, read once, and wait for a hint.
     pub async fn until_waiting(&self, n: usize) {
         self.until(&format!("{n} long polls are waiting"), || async {
-            self.waiters.waiting() == n
+            self.subscriber.waiting() == n
         })
         .await;
     }
@@ -141,7 +141,7 @@ impl TestApp {
     /// Until every waiter has left, and released its subscription.
     pub async fn until_no_waiters(&self) {
         self.until("every subscription is released", || async {
-            self.waiters.channels() == 0
+            self.subscriber.channels() == 0
         })
         .await;
     }

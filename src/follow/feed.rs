@@ -14,10 +14,11 @@ use std::collections::{HashSet, VecDeque};
 
 use tokio_util::sync::CancellationToken;
 
+use super::FollowError;
 use crate::metrics;
 use crate::model::{Access, AccessId, CustomerId, Status, UnixMillis};
+use crate::pubsub::{Admission, Subscriber, Subscription};
 use crate::store::{FeedEvent, FeedRead, Store, StoreError};
-use crate::wait::{Admission, Subscription, WaitError, Waiters};
 
 /// How many stream entries one read takes.
 const READ_BATCH: usize = 100;
@@ -82,14 +83,14 @@ impl Feed {
     /// Opens a feed after `last_event_id`, or from what is waiting now.
     pub async fn open(
         store: Store,
-        waiters: &Waiters,
+        subscriber: &Subscriber,
         customer: CustomerId,
         last_event_id: Option<String>,
         shutdown: CancellationToken,
-    ) -> Result<Feed, WaitError> {
-        let admitted = waiters.admit()?;
+    ) -> Result<Feed, FollowError> {
+        let admitted = subscriber.admit()?;
         // Subscribe before reading, or an entry landing in between is missed.
-        let subscription = waiters
+        let subscription = subscriber
             .subscribe(store.keys().feed_channel(&customer))
             .await?;
         let mut feed = Feed {

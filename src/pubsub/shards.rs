@@ -29,7 +29,7 @@ use redis::{
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::time::Instant;
 
-use super::Event;
+use super::transport::Heard;
 use crate::metrics;
 
 const SLOTS: usize = 16_384;
@@ -68,13 +68,13 @@ pub(super) struct Shards {
     /// Nodes being connected to, in the background.
     connecting: HashSet<Addr>,
     /// What background connection attempts and heartbeats found.
-    report: UnboundedSender<Report>,
-    reports: UnboundedReceiver<Report>,
+    report: UnboundedSender<NodeNews>,
+    reports: UnboundedReceiver<NodeNews>,
 }
 
 /// Connections and heartbeats run beside the subscriber's loop, so that a
 /// node that does not answer never holds up the others' messages.
-enum Report {
+enum NodeNews {
     Connected(Addr, u64, RedisResult<MultiplexedConnection>),
     /// The node's connection of that generation missed a heartbeat.
     Silent(Addr, u64),
@@ -129,19 +129,19 @@ impl Shards {
         Ok(shards)
     }
 
-    pub(super) async fn next(&mut self) -> Event {
+    pub(super) async fn next(&mut self) -> Heard {
         loop {
             if !self.lost.is_empty() {
-                return Event::Dropped(std::mem::take(&mut self.lost));
+                return Heard::Dropped(std::mem::take(&mut self.lost));
             }
             let (addr, generation, push) = tokio::select! {
                 push = self.pushes.recv() => match push {
                     Some(push) => push,
-                    None => return Event::Closed,
+                    None => return Heard::Closed,
                 },
                 Some(report) = self.reports.recv() => {
                     if self.take(report) {
-                        return Event::Retry;
+                        return Heard::Retry;
                     }
                     continue;
                 }
@@ -162,7 +162,7 @@ impl Shards {
             };
             let channel = String::from_utf8_lossy(bytes).into_owned();
             match push.kind {
-                PushKind::SMessage => return Event::Changed(channel),
+                PushKind::SMessage => return Heard::Changed(channel),
                 // Ours are forgotten before they are sent; any other was the
                 // server's own, for a slot that moved.
                 PushKind::SUnsubscribe => {
@@ -269,7 +269,7 @@ impl Shards {
                 let command = redis::cmd("PING");
                 let ping = command.query_async::<Value>(&mut conn);
                 if !matches!(tokio::time::timeout(timeout, ping).await, Ok(Ok(_))) {
-                    let _ = report.send(Report::Silent(addr, generation));
+                    let _ = report.send(NodeNews::Silent(addr, generation));
                 }
             });
         }
@@ -277,9 +277,9 @@ impl Shards {
 
     /// Takes in what a background task found; true when a node became
     /// reachable, so that the channels waiting for it are tried now.
-    fn take(&mut self, report: Report) -> bool {
+    fn take(&mut self, report: NodeNews) -> bool {
         match report {
-            Report::Connected(addr, generation, Ok(conn)) => {
+            NodeNews::Connected(addr, generation, Ok(conn)) => {
                 self.connecting.remove(&addr);
                 self.cooling.remove(&addr);
                 let node = Node {
@@ -290,14 +290,14 @@ impl Shards {
                 self.nodes.insert(addr, node);
                 true
             }
-            Report::Connected(addr, _, Err(error)) => {
+            NodeNews::Connected(addr, _, Err(error)) => {
                 tracing::warn!(node = %addr, %error, "cannot connect to a cluster node");
                 self.connecting.remove(&addr);
                 self.cool(&addr);
                 self.stale = true;
                 false
             }
-            Report::Silent(addr, generation) => {
+            NodeNews::Silent(addr, generation) => {
                 let current = self
                     .nodes
                     .get(&addr)
@@ -364,7 +364,7 @@ impl Shards {
                     .get_multiplexed_async_connection_with_config(&config)
                     .await
             };
-            let _ = report.send(Report::Connected(addr, generation, connected.await));
+            let _ = report.send(NodeNews::Connected(addr, generation, connected.await));
         });
     }
 
