@@ -24,10 +24,12 @@
 //! channels are sharded (`SSUBSCRIBE`, `SPUBLISH`), each is subscribed on its
 //! slot's primary, and one that is lost (its node failed, or its slot moved)
 //! is subscribed again where it now lives, after which its followers
-//! re-read. A shard that is down holds up only its own channels.
+//! re-read. A shard that is down holds up only its own channels; `slots`
+//! reads the slot map.
 
 mod session;
 mod shards;
+mod slots;
 mod transport;
 
 use std::collections::{HashMap, HashSet};
