@@ -9,6 +9,7 @@
 //! - `feed`: the customer's live feed, read event by event.
 //! - `operator`: Redis as redis-cli shows it: hashes, keys, streams, trails.
 //! - `binary`: the real `twofa-bridge` process, for starts, signals and logs.
+//! - `cluster`: a real Redis Cluster, and the faults the cluster tests cause.
 //! - `scrapers`: scrapers through the crate's own typed `Client`.
 //! - `rng`: random choices a failing run can replay from its seed.
 
@@ -19,6 +20,7 @@ use tokio::task::JoinHandle;
 
 mod app;
 mod binary;
+mod cluster;
 mod feed;
 mod http;
 mod operator;
@@ -28,6 +30,7 @@ mod scrapers;
 
 pub use app::{TestApp, keyed_app, keys};
 pub use binary::{Binary, refused_start};
+pub use cluster::Cluster;
 pub use feed::FeedClient;
 pub use http::Reply;
 pub use operator::{TrailStep, field, step, stored_hashes, trails};
