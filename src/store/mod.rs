@@ -162,7 +162,7 @@ pub struct Store {
 /// What an access step did: its named outcome, and the moves it recorded,
 /// which the feed has already been given. Callers take the outcome through
 /// `Stepped::observed`, so the metrics count every move of every step.
-pub(super) struct Stepped<O> {
+struct Stepped<O> {
     outcome: O,
     transition: Option<Transition>,
 }
