@@ -11,6 +11,7 @@
 //! - `--quick`: the smoke sizes, even under `cargo bench`.
 
 mod client;
+mod load;
 mod processes;
 mod report;
 mod scenarios;
