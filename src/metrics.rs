@@ -112,10 +112,12 @@ pub fn transition(transition: &Transition) {
                 metrics::histogram!("twofa_wait_duration_seconds")
                     .record(Duration::from_millis(waited).as_secs_f64());
             }
-            Moved::To(status) if status.is_final() => {
+            Moved::To(
+                status @ (Status::Ok | Status::Rejected | Status::Expired | Status::Cancelled),
+            ) => {
                 metrics::counter!("twofa_outcomes_total", "status" => status.as_str()).increment(1);
             }
-            Moved::To(_) => {}
+            Moved::To(Status::Need | Status::QuestionSent) => {}
         }
     }
 }

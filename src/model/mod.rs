@@ -70,11 +70,6 @@ impl Status {
         Status::ALL.into_iter().find(|s| s.as_str() == value)
     }
 
-    /// No step leads out of it: `ok`, `rejected`, `expired`, `cancelled`.
-    pub fn is_final(self) -> bool {
-        !(self.is_waiting() || self == Status::TokenReceived)
-    }
-
     /// Waiting for the customer: listed to the front end, open to a token.
     pub fn is_waiting(self) -> bool {
         matches!(self, Status::Need | Status::QuestionSent)

@@ -78,29 +78,6 @@ impl Store {
         Ok(waiting)
     }
 
-    /// Shows the customer one attempt of a challenge, as a list would:
-    /// `need` becomes `question_sent`. `None` when that attempt is no longer
-    /// waiting for this customer.
-    pub async fn show_challenge(
-        &self,
-        customer: &CustomerId,
-        access: &AccessId,
-        attempt: u32,
-    ) -> Result<Option<Access>, StoreError> {
-        let show = SendQuestion {
-            customer,
-            // The score only matters to a reader that may drop an index
-            // entry; this one never does.
-            score: "0",
-            grace: self.options.in_flight_grace(),
-            attempt: Some(attempt),
-        };
-        Ok(match self.step(access, show).await?.observed() {
-            Shown::Done(access) => Some(*access),
-            Shown::Stale | Shown::Skip => None,
-        })
-    }
-
     /// Drops an access that left waiting from both indexes. A failure here
     /// only leaves a stale entry, which readers and the sweeper drop later,
     /// so it is logged rather than failing the step that already happened.

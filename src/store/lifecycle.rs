@@ -1,16 +1,19 @@
-//! The lifecycle of a challenge: post, submit, report, cancel, and the two
-//! reads, each one access step, with the retries a step needs when another
-//! step on the same access overtakes it.
+//! The lifecycle of a challenge: post, show, submit, report, cancel, and
+//! the two reads, each one access step, with the retries a step needs when
+//! another step on the same access overtakes it.
 
 use std::time::Duration;
 
 use super::indexes::expiring_member;
 use super::script::{ExpiringAdd, IndexAdd};
 use super::steps::{
-    Cancel, Found, PostChallenge, Posted, Read, Settled, SubmitToken, Submitted, Verdict,
+    Cancel, Found, PostChallenge, Posted, Read, SendQuestion, Settled, Shown, SubmitToken,
+    Submitted, Verdict,
 };
 use super::{Store, StoreError, TokenView};
-use crate::model::{Access, AccessId, Actor, AnswerRule, NewChallenge, Outcome, Reason, Token};
+use crate::model::{
+    Access, AccessId, Actor, AnswerRule, CustomerId, NewChallenge, Outcome, Reason, Token,
+};
 
 /// How many times a step overtaken by another step on the same access (a
 /// newer post) starts over before it gives up with a 503.
@@ -143,6 +146,29 @@ impl Store {
     pub async fn cancel(&self, access: &AccessId, by: Actor) -> Result<Access, StoreError> {
         let settled = self.step(access, Cancel { by }).await?.observed();
         settled.into_result(access)
+    }
+
+    /// Shows the customer one attempt of a challenge, as a list would:
+    /// `need` becomes `question_sent`. `None` when that attempt is no longer
+    /// waiting for this customer.
+    pub async fn show_challenge(
+        &self,
+        customer: &CustomerId,
+        access: &AccessId,
+        attempt: u32,
+    ) -> Result<Option<Access>, StoreError> {
+        let show = SendQuestion {
+            customer,
+            // The score only matters to a reader that may drop an index
+            // entry; this one never does.
+            score: "0",
+            grace: self.options.in_flight_grace(),
+            attempt: Some(attempt),
+        };
+        Ok(match self.step(access, show).await?.observed() {
+            Shown::Done(access) => Some(*access),
+            Shown::Stale | Shown::Skip => None,
+        })
     }
 
     /// The access as it is, with its image but without its token; `None`

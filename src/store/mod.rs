@@ -7,7 +7,7 @@
 //!   access script and passes on what it did, and [`StoreError`];
 //! - `script` and `steps`: the typed protocol with the Lua scripts, one
 //!   wrapper per script, parsed in one place;
-//! - `lifecycle`: post, submit, report, cancel and the reads, with their
+//! - `lifecycle`: post, show, submit, report, cancel and the reads, with their
 //!   retries when overtaken and the answer-rule check;
 //! - `indexes`: a customer's pending index and the expiring index;
 //! - `sweep`: expiring what is due; `trail`: the audit trail read back;
@@ -73,8 +73,13 @@ impl StoreError {
     /// An access's hash, trail or script reply is not what the gateway
     /// writes.
     pub fn malformed(access: &AccessId, problem: impl Into<String>) -> StoreError {
+        StoreError::malformed_in(format!("access {access}"), problem)
+    }
+
+    /// The same for what is not one access's: an index, a customer's feed.
+    pub fn malformed_in(subject: impl Into<String>, problem: impl Into<String>) -> StoreError {
         StoreError::Malformed {
-            subject: format!("access {access}"),
+            subject: subject.into(),
             problem: problem.into(),
         }
     }

@@ -270,15 +270,13 @@ impl Store {
         let mut invocation = self.scripts.due.key(index);
         invocation.arg(limit);
         let due: Vec<(String, String)> = self.bounded(invocation.invoke_async(&mut conn)).await?;
-        due.into_iter()
-            .map(|(member, score)| match score.parse() {
-                Ok(score) => Ok((member, score)),
-                Err(_) => Err(StoreError::Malformed {
-                    subject: "the expiring index".to_owned(),
-                    problem: format!("entry `{member}` has the score `{score}`"),
-                }),
-            })
-            .collect()
+        // A score that is no whole number (only a hand edit makes one) counts
+        // as due long ago, rather than failing the batch: the sweep then
+        // re-scores or drops that entry like any other.
+        Ok(due
+            .into_iter()
+            .map(|(member, score)| (member, score.parse().unwrap_or(0)))
+            .collect())
     }
 
     /// Returns the id of the last entry added, or `None` when every entry
@@ -311,9 +309,8 @@ impl Store {
         let mut invocation = self.scripts.feed_since.key(self.keys().feed(call.customer));
         invocation.arg(call.after).arg(call.count);
         let reply: Vec<String> = self.bounded(invocation.invoke_async(&mut conn)).await?;
-        parse_feed_read(reply).map_err(|problem| StoreError::Malformed {
-            subject: format!("the feed of customer {}", call.customer),
-            problem,
+        parse_feed_read(reply).map_err(|problem| {
+            StoreError::malformed_in(format!("the feed of customer {}", call.customer), problem)
         })
     }
 }
