@@ -244,6 +244,15 @@ impl Store {
         result
     }
 
+    /// Runs one script call, bounded.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.link.get();
+        self.bounded(invocation.invoke_async(&mut conn)).await
+    }
+
     /// Runs one access script, then passes on what it did: the moves go to
     /// the customer's feed, and an access that left waiting is dropped from
     /// the indexes. Both happen before the outcome is named, as the step
@@ -261,8 +270,7 @@ impl Store {
             .key(&names.submissions)
             .arg(&names.changed);
         step.args(&mut invocation);
-        let mut conn = self.link.get();
-        let reply: Vec<String> = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        let reply: Vec<String> = self.run(&invocation).await?;
         let Parsed {
             left_waiting,
             moves,

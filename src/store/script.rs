@@ -217,31 +217,25 @@ pub enum FeedRead {
 
 impl Store {
     pub(super) async fn index_add(&self, call: IndexAdd<'_>) -> Result<u64, StoreError> {
-        let mut conn = self.link.get();
         let mut invocation = self.scripts.index_add.key(call.index);
         invocation
             .arg(call.access.as_str())
             .arg(millis(call.keep))
             .arg(call.after);
-        self.bounded(invocation.invoke_async(&mut conn)).await
+        self.run(&invocation).await
     }
 
     /// Whether the entry was still the one seen, and is gone now.
     pub(super) async fn index_remove(&self, call: IndexRemove<'_>) -> Result<bool, StoreError> {
-        let mut conn = self.link.get();
         let mut invocation = self.scripts.index_remove.key(call.index);
         invocation.arg(call.member).arg(call.score);
-        Ok(self
-            .bounded(invocation.invoke_async::<i64>(&mut conn))
-            .await?
-            == 1)
+        Ok(self.run::<i64>(&invocation).await? == 1)
     }
 
     pub(super) async fn expiring_add(&self, call: ExpiringAdd<'_>) -> Result<(), StoreError> {
-        let mut conn = self.link.get();
         let mut invocation = self.scripts.expiring_add.key(call.index);
         invocation.arg(call.member).arg(call.deadline);
-        self.bounded(invocation.invoke_async::<()>(&mut conn)).await
+        self.run::<()>(&invocation).await
     }
 
     /// Whether the entry was moved: `false` when it is gone, or already as
@@ -250,13 +244,9 @@ impl Store {
         &self,
         call: ExpiringPostpone<'_>,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.link.get();
         let mut invocation = self.scripts.expiring_postpone.key(call.index);
         invocation.arg(call.member).arg(call.until);
-        Ok(self
-            .bounded(invocation.invoke_async::<i64>(&mut conn))
-            .await?
-            == 1)
+        Ok(self.run::<i64>(&invocation).await? == 1)
     }
 
     /// `due.lua`: the expiring entries whose deadline has passed by Redis's
@@ -266,10 +256,9 @@ impl Store {
         index: &str,
         limit: usize,
     ) -> Result<Vec<(String, u64)>, StoreError> {
-        let mut conn = self.link.get();
         let mut invocation = self.scripts.due.key(index);
         invocation.arg(limit);
-        let due: Vec<(String, String)> = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        let due: Vec<(String, String)> = self.run(&invocation).await?;
         // A score that is no whole number (only a hand edit makes one) counts
         // as due long ago, rather than failing the batch: the sweep then
         // re-scores or drops that entry like any other.
@@ -299,16 +288,14 @@ impl Store {
                 .arg(entry.at.0)
                 .arg(entry.audit_id);
         }
-        let mut conn = self.link.get();
-        let id: String = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        let id: String = self.run(&invocation).await?;
         Ok((!id.is_empty()).then_some(id))
     }
 
     pub(super) async fn feed_read(&self, call: FeedSince<'_>) -> Result<FeedRead, StoreError> {
-        let mut conn = self.link.get();
         let mut invocation = self.scripts.feed_since.key(self.keys().feed(call.customer));
         invocation.arg(call.after).arg(call.count);
-        let reply: Vec<String> = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        let reply: Vec<String> = self.run(&invocation).await?;
         parse_feed_read(reply).map_err(|problem| {
             StoreError::malformed_in(format!("the feed of customer {}", call.customer), problem)
         })
