@@ -165,8 +165,9 @@ fn load_keys(config: &Config) -> Result<ApiKeys, StartError> {
     Ok(keys)
 }
 
-/// Expires challenges past their deadline, even when nobody reads them. Every
-/// instance sweeps; the expiry script makes that safe.
+/// Expires challenges past their deadline, even when nobody reads them, and
+/// relays the outboxes that a dead gateway left. Every instance sweeps; the
+/// scripts make that safe.
 async fn sweep(store: Store, every: Duration, shutdown: CancellationToken) {
     let mut failing = false;
     loop {
@@ -174,10 +175,14 @@ async fn sweep(store: Store, every: Duration, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(every) => {}
         }
-        match store.expire_due().await {
-            Ok(expired) => {
+        let (expired, relayed) = futures_util::join!(store.expire_due(), store.relay_due());
+        match expired.and_then(|expired| Ok((expired, relayed?))) {
+            Ok((expired, relayed)) => {
+                if relayed > 0 {
+                    tracing::info!(relayed, "relayed outboxes that their gateways left");
+                }
                 if failing {
-                    tracing::info!("the expiry sweep works again");
+                    tracing::info!("the sweep works again");
                     failing = false;
                 }
                 if expired > 0 {
@@ -186,7 +191,7 @@ async fn sweep(store: Store, every: Duration, shutdown: CancellationToken) {
             }
             // Logged once per outage, not every interval.
             Err(error) if !failing => {
-                tracing::warn!(%error, "the expiry sweep failed; retrying");
+                tracing::warn!(%error, "the sweep failed; retrying");
                 failing = true;
             }
             Err(_) => {}

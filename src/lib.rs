@@ -28,7 +28,9 @@
 //! - [`follow`]: what follows it, side by side: the scraper's long poll for
 //!   a token, and a customer's live feed. Each re-reads the store on a hint;
 //! - [`metrics`]: Prometheus figures, counted from the moves each store step
-//!   reports.
+//!   reports;
+//! - [`fault`]: test-only fault points, compiled in only with the
+//!   `fault-points` feature.
 //!
 //! Beside the gateway: [`client`], a typed client of its HTTP API (for Rust
 //! scrapers, the CLI and the tests); [`commands`], the CLI's client
@@ -41,6 +43,7 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod config;
+pub mod fault;
 pub mod follow;
 pub mod http;
 pub mod metrics;

@@ -80,6 +80,11 @@ fn describe() {
         Unit::Seconds,
         "Time to the response's headers, by route template."
     );
+    describe_histogram!(
+        "twofa_relay_lag_seconds",
+        Unit::Seconds,
+        "From a move recorded to its outbox relayed to the feed."
+    );
     describe_counter!(
         "twofa_redis_errors_total",
         "Redis calls that failed or timed out."
@@ -95,20 +100,19 @@ fn describe() {
     metrics::gauge!("twofa_feed_clients").increment(0.0);
 }
 
-/// What one store step did: counts its moves.
+/// What one store step did: counts its own moves (not those it relayed for
+/// a step whose gateway died).
 pub fn transition(transition: &Transition) {
-    for moved in &transition.moves {
+    let after = &transition.after;
+    for moved in transition.own_moves() {
         match moved.to {
             Moved::Challenge => {
-                metrics::counter!("twofa_challenges_created_total", "kind" => transition.kind.as_str())
+                metrics::counter!("twofa_challenges_created_total", "kind" => after.kind.as_str())
                     .increment(1);
             }
             Moved::To(Status::TokenReceived) => {
                 metrics::counter!("twofa_tokens_submitted_total").increment(1);
-                let waited = transition
-                    .updated_at
-                    .0
-                    .saturating_sub(transition.started_at.0);
+                let waited = moved.at.0.saturating_sub(after.started_at.0);
                 metrics::histogram!("twofa_wait_duration_seconds")
                     .record(Duration::from_millis(waited).as_secs_f64());
             }
@@ -120,6 +124,11 @@ pub fn transition(transition: &Transition) {
             Moved::To(Status::Need | Status::QuestionSent) => {}
         }
     }
+}
+
+/// Moves relayed to the feed, this long after they happened.
+pub fn relayed(lag: Duration) {
+    metrics::histogram!("twofa_relay_lag_seconds").record(lag.as_secs_f64());
 }
 
 /// A long poll answered with a token stored at `stored_at` (Redis's clock).

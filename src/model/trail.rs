@@ -3,7 +3,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{Access, AccessId, Actor, CustomerId, Kind, Status, UnixMillis};
+use super::{Access, Actor, Status, UnixMillis};
 
 /// One entry of an access's audit trail. It never holds a token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -31,38 +31,49 @@ pub enum Moved {
     To(Status),
 }
 
-/// One entry a step appended to the audit trail, with the entry's id.
+/// One audit-trail entry on its way to the customer's feed and the
+/// webhooks: what happened, to which attempt, when and by whom.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Move {
-    pub to: Moved,
+    /// The trail entry's id: the order of an access's moves, and the key
+    /// that makes relaying them twice harmless.
     pub audit_id: String,
+    pub to: Moved,
+    pub attempt: u32,
+    pub at: UnixMillis,
+    pub by: Actor,
+    pub reason: Option<String>,
 }
 
-/// What one step did to an access: its entries in the audit trail, in
-/// order, and the access as the step left it. The customer's feed and the
-/// metrics both take this, so neither parses a script's reply.
+/// An access's outbox as one step left it: the trail entries not relayed
+/// yet, oldest first, and the access as the step left it. The last `own` of
+/// the moves are the step's own; the others were left by a step whose
+/// gateway died before relaying them. The relay takes all of them; the
+/// metrics count only the step's own.
 #[derive(Debug, Clone)]
 pub struct Transition {
-    pub access: AccessId,
-    pub customer: CustomerId,
-    pub kind: Kind,
-    pub attempt: u32,
-    pub started_at: UnixMillis,
-    /// When the last status in `moves` was reached.
-    pub updated_at: UnixMillis,
+    pub after: Access,
     pub moves: Vec<Move>,
+    own: usize,
 }
 
 impl Transition {
-    pub fn new(after: &Access, moves: Vec<Move>) -> Transition {
-        Transition {
-            access: after.access.clone(),
-            customer: after.customer.clone(),
-            kind: after.kind,
-            attempt: after.attempt,
-            started_at: after.started_at,
-            updated_at: after.updated_at,
+    /// `None` when there is nothing to relay.
+    pub fn new(after: &Access, moves: Vec<Move>, own: usize) -> Option<Transition> {
+        (!moves.is_empty()).then(|| Transition {
+            after: after.clone(),
+            own: own.min(moves.len()),
             moves,
-        }
+        })
+    }
+
+    /// The moves this step made itself.
+    pub fn own_moves(&self) -> &[Move] {
+        &self.moves[self.moves.len() - self.own..]
+    }
+
+    /// The last move's trail id: how far a relay of this outbox goes.
+    pub fn last_audit_id(&self) -> Option<&str> {
+        self.moves.last().map(|moved| moved.audit_id.as_str())
     }
 }

@@ -8,7 +8,8 @@
 //! They live in other slots than the accesses they point to, so they are
 //! kept by separate calls, ordered so a crash can leave a stale entry but
 //! never a missing one: entries are added before the hash write and removed
-//! after it leaves waiting. A pending entry is only ever removed as the
+//! after it leaves waiting (the pending entry by the relay to the feed, in
+//! the customer's slot, and the expiring entry after it: see `relay`). A pending entry is only ever removed as the
 //! exact (member, score) pair the remover saw, and each post gives its entry
 //! a new score; an expiring member names its own challenge, so nothing else
 //! can remove it. Readers re-check every hash, so a stale entry costs one
@@ -78,24 +79,16 @@ impl Store {
         Ok(waiting)
     }
 
-    /// Drops an access that left waiting from both indexes. A failure here
-    /// only leaves a stale entry, which readers and the sweeper drop later,
-    /// so it is logged rather than failing the step that already happened.
-    pub(super) async fn forget_waiting(&self, access: &Access) {
-        let pending = self.keys().pending(&access.customer);
-        let score = access.started_at.0.to_string();
+    /// Drops the expiring entry of an access that left waiting, once its
+    /// outbox is relayed (the relay dropped its pending entry). A failure
+    /// here only leaves a stale entry, which the sweep drops later, so it
+    /// is logged rather than failing the step that already happened.
+    pub(super) async fn forget_expiring(&self, access: &Access) {
         let entry = expiring_member(&access.access, access.started_at.0);
         let mut conn = self.link.get();
         let expiring = self.keys().expiring();
-        let (_, unexpiring) = futures_util::join!(
-            self.drop_stale(IndexRemove {
-                index: &pending,
-                member: access.access.as_str(),
-                score: &score,
-            }),
-            self.bounded(conn.zrem::<_, _, ()>(&expiring, &entry)),
-        );
-        if let Err(error) = unexpiring {
+        let unexpiring = self.bounded(conn.zrem::<_, _, ()>(&expiring, &entry));
+        if let Err(error) = unexpiring.await {
             tracing::warn!(%entry, %error, "could not drop an expiring entry; the sweep will");
         }
     }

@@ -46,9 +46,9 @@ pub struct AccessKeys {
     pub events: String,
     /// `2fa:access:{<access>}:changed`, the channel that gets every new status.
     pub changed: String,
-    /// `2fa:access:{<access>}:submissions`, a ZSET of the last minute's
-    /// token submissions, for the rate limit.
-    pub submissions: String,
+    /// `2fa:access:{<access>}:submitted`, a STRING counting the token
+    /// submissions of the current minute, for the rate limit.
+    pub submitted: String,
 }
 
 #[derive(Debug, Clone)]
@@ -67,7 +67,7 @@ impl Keys {
             wake: format!("{hash}:wake"),
             events: format!("{hash}:events"),
             changed: format!("{hash}:changed"),
-            submissions: format!("{hash}:submissions"),
+            submitted: format!("{hash}:submitted"),
             hash,
         }
     }
@@ -115,6 +115,21 @@ impl Keys {
     pub fn expiring(&self) -> String {
         format!("{}:expiring", self.prefix.as_str())
     }
+
+    /// The relay index: ZSETs of relay marks, one `<access>|<ms>-<nonce>`
+    /// member per step that may record a move, written before the step and
+    /// removed once its outbox is relayed, scored by when the sweep takes
+    /// over from a gateway that died in between. On a single Redis it is
+    /// one key, `2fa:relay`; on a cluster it is `buckets` keys,
+    /// `2fa:relay:{0}` to `2fa:relay:{<buckets - 1>}`, on several shards, so
+    /// that one failed shard does not stop every step.
+    pub fn relay(&self, bucket: usize, buckets: usize) -> String {
+        if buckets <= 1 {
+            format!("{}:relay", self.prefix.as_str())
+        } else {
+            format!("{}:relay:{{{bucket}}}", self.prefix.as_str())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -136,6 +151,9 @@ mod tests {
         assert_eq!(keys.feed_channel(&customer), "2fa:customer:{c1}:changed");
         assert_eq!(keys.feed_latest(&customer), "2fa:customer:{c1}:latest");
         assert_eq!(keys.expiring(), "2fa:expiring");
+        assert_eq!(keys.relay(0, 1), "2fa:relay");
+        assert_eq!(keys.relay(3, 8), "2fa:relay:{3}");
+        assert_eq!(names.submitted, "2fa:access:{001}:submitted");
     }
 
     #[test]

@@ -10,21 +10,25 @@
 //! - `lifecycle`: post, show, submit, report, cancel and the reads, with their
 //!   retries when overtaken and the answer-rule check;
 //! - `indexes`: a customer's pending index and the expiring index;
+//! - `relay`: the outbox, relayed from each step to the customer's feed at
+//!   least once, inline or by any gateway's sweep;
 //! - `sweep`: expiring what is due; `trail`: the audit trail read back;
-//! - `feed`: the customer's live feed; `keys`: every key name; `hash`: an
-//!   access hash read back into the domain types.
+//! - `feed`: the customer's live feed read back; `keys`: every key name;
+//!   `hash`: an access hash read back into the domain types.
 
 mod feed;
 mod hash;
 mod indexes;
 pub mod keys;
 mod lifecycle;
+mod relay;
 mod script;
 mod steps;
 mod sweep;
 mod trail;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::RetryMethod;
@@ -159,17 +163,22 @@ impl StoreOptions {
 #[derive(Clone)]
 pub struct Store {
     link: Link,
+    /// The relay index's keys, and which of them failed lately.
+    buckets: Arc<relay::Buckets>,
     /// Classic pub/sub on one Redis, sharded on a cluster.
     scripts: &'static Scripts,
     options: StoreOptions,
 }
 
-/// What an access step did: its named outcome, and the moves it recorded,
-/// which the feed has already been given. Callers take the outcome through
-/// `Stepped::observed`, so the metrics count every move of every step.
+/// What an access step did: its named outcome, and the outbox it relayed.
+/// Callers take the outcome through `Stepped::observed`, so the metrics
+/// count every move of every step.
 struct Stepped<O> {
     outcome: O,
     transition: Option<Transition>,
+    /// Whether the feed has the outbox: if not, its mark (or the expiring
+    /// entry standing in for one) must stay for the sweep.
+    relayed: bool,
 }
 
 impl<O> Stepped<O> {
@@ -196,6 +205,7 @@ impl Store {
         };
         let store = Self {
             link,
+            buckets: Arc::new(relay::Buckets::new(target.is_cluster())),
             scripts,
             options,
         };
@@ -253,53 +263,52 @@ impl Store {
         self.bounded(invocation.invoke_async(&mut conn)).await
     }
 
-    /// Runs one access script, then passes on what it did: the moves go to
-    /// the customer's feed, and an access that left waiting is dropped from
-    /// the indexes. Both happen before the outcome is named, as the step
-    /// has happened whatever its reply.
+    /// Runs one access script, then relays its outbox and tidies up after
+    /// it, all before the outcome is named, as the step has happened
+    /// whatever its reply. A step that may record a move is preceded by a
+    /// relay mark, so that if this gateway dies before the relay, another
+    /// one's sweep relays it (see `relay`).
     async fn step<S: AccessStep>(
         &self,
         access: &AccessId,
         step: S,
     ) -> Result<Stepped<S::Outcome>, StoreError> {
+        let mark = if S::MARKS {
+            Some(self.mark_relay(access).await?)
+        } else {
+            None
+        };
         let names = self.keys().access(access);
         let mut invocation = S::script(self.scripts).key(&names.hash);
         invocation
             .key(&names.wake)
             .key(&names.events)
-            .key(&names.submissions)
+            .key(&names.submitted)
             .arg(&names.changed);
         step.args(&mut invocation);
         let reply: Vec<String> = self.run(&invocation).await?;
+        crate::fault::after_commit(S::NAME).await;
         let Parsed {
             left_waiting,
-            moves,
+            outbox,
+            own,
             reply,
         } = Parsed::from_reply(access, reply)?;
-        let mut transition = None;
-        if let Some(after) = reply.access() {
-            transition = (!moves.is_empty()).then(|| Transition::new(after, moves));
-            // The feed entry and the index cleanup touch other slots and
-            // need nothing from each other: both at once, so the feed is
-            // written as soon as possible and the caller waits one round
-            // trip, not two.
-            let announce = async {
-                if let Some(transition) = &transition {
-                    self.feed_append(transition).await;
-                }
-            };
-            let tidy = async {
-                if left_waiting {
-                    self.forget_waiting(after).await;
-                }
-            };
-            futures_util::join!(announce, tidy);
+        let after = reply.access();
+        let transition = after.and_then(|after| Transition::new(after, outbox, own));
+        let relayed = match &transition {
+            Some(transition) => self.relay(transition, left_waiting).await,
+            None => true,
+        };
+        if relayed {
+            self.settle(mark, after.filter(|_| left_waiting)).await;
         }
         let outcome =
             S::outcome(reply).map_err(|problem| StoreError::malformed(access, problem))?;
         Ok(Stepped {
             outcome,
             transition,
+            relayed,
         })
     }
 }

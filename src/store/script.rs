@@ -51,6 +51,7 @@ pub struct Scripts {
     pub due: Script,
     pub feed_add: Script,
     pub feed_since: Script,
+    pub relay_done: Script,
 }
 
 /// The scripts for a single Redis: `PUBLISH`.
@@ -76,10 +77,11 @@ impl Scripts {
             due: script!(publish, "clock", "due"),
             feed_add: script!(publish, "clock", "stream_ids", "feed_add"),
             feed_since: script!(publish, "stream_ids", "feed_since"),
+            relay_done: script!(publish, "stream_ids", "relay_done"),
         }
     }
 
-    pub(super) fn all(&self) -> [&Script; 14] {
+    pub(super) fn all(&self) -> [&Script; 15] {
         [
             &self.post_challenge,
             &self.send_question,
@@ -95,6 +97,7 @@ impl Scripts {
             &self.due,
             &self.feed_add,
             &self.feed_since,
+            &self.relay_done,
         ]
     }
 }
@@ -135,9 +138,13 @@ pub(super) struct ExpiringPostpone<'a> {
     pub until: u64,
 }
 
-/// `feed_add.lua`: appends one step's entries to a customer's feed.
+/// `feed_add.lua`: relays an outbox to a customer's feed, and drops the
+/// access from their pending index when the relaying step left waiting.
 pub(super) struct FeedAdd<'a> {
     pub customer: &'a CustomerId,
+    /// The access to drop from the pending index, and the score (its
+    /// `started_at`) its entry must still have.
+    pub unpend: Option<(&'a AccessId, UnixMillis)>,
     /// How many entries the feed keeps, and for how long.
     pub length: usize,
     pub retention: Duration,
@@ -273,12 +280,19 @@ impl Store {
     pub(super) async fn feed_add(&self, call: &FeedAdd<'_>) -> Result<Option<String>, StoreError> {
         let keys = self.keys();
         let mut invocation = self.scripts.feed_add.key(keys.feed(call.customer));
+        let (unpend, score) = match call.unpend {
+            Some((access, started_at)) => (access.as_str(), started_at.0.to_string()),
+            None => ("", String::new()),
+        };
         invocation
             .key(keys.feed_latest(call.customer))
+            .key(keys.pending(call.customer))
             .arg(keys.feed_channel(call.customer))
             .arg(call.length)
             .arg(millis(call.retention))
-            .arg(millis(call.keep));
+            .arg(millis(call.keep))
+            .arg(unpend)
+            .arg(score);
         for entry in call.entries {
             invocation
                 .arg(entry.event.as_str())
@@ -290,6 +304,14 @@ impl Store {
         }
         let id: String = self.run(&invocation).await?;
         Ok((!id.is_empty()).then_some(id))
+    }
+
+    /// `relay_done.lua`: the access's outbox was relayed up to `last`.
+    pub(super) async fn relay_done(&self, access: &AccessId, last: &str) -> Result<(), StoreError> {
+        let names = self.keys().access(access);
+        let mut invocation = self.scripts.relay_done.key(&names.hash);
+        invocation.key(&names.events).arg(last);
+        self.run::<i64>(&invocation).await.map(drop)
     }
 
     pub(super) async fn feed_read(&self, call: FeedSince<'_>) -> Result<FeedRead, StoreError> {

@@ -1,8 +1,9 @@
 //! The scripts that move one access, one typed wrapper each.
 //!
 //! They share one shape (`scripts/access.lua`): KEYS are the access's hash,
-//! wake list, audit trail and submissions, ARGV[1] its channel, and the
-//! reply is `{ outcome, left_waiting, field, value, ... }`, the hash after
+//! wake list, audit trail and submission count, ARGV[1] its channel, and
+//! the reply is `{ outcome, left_waiting, outbox count, own count, outbox
+//! entries, field, value, ... }`: the outbox to relay, and the hash after
 //! the step. Each wrapper below adds its own ARGV, and names every outcome
 //! its script sends in its own enum; `Store::step` runs them
 //! all the same way. The seven wrappers stay side by side in one file, a
@@ -24,6 +25,13 @@ use crate::model::{
 /// A script that moves one access.
 pub(super) trait AccessStep {
     type Outcome;
+    /// The step's name, for logs and the test-only fault point.
+    const NAME: &'static str;
+    /// Whether the step may record a move that needs a relay mark first.
+    /// Reads and the expiry sweep need none: they record a move only when
+    /// they expire a challenge, whose expiring entry, due already, stands in
+    /// for a mark.
+    const MARKS: bool;
     fn script(scripts: &Scripts) -> &Script;
     /// ARGV[2], ...: everything after the access's channel.
     fn args(&self, invocation: &mut ScriptInvocation<'_>);
@@ -41,11 +49,14 @@ pub(super) struct Reply {
     retry_after_ms: Option<String>,
 }
 
-/// The parts of a reply every step shares: `left_waiting`, the moves, and
+/// The parts of a reply every step shares: `left_waiting`, the outbox, and
 /// the hash after the step; the rest goes to [`AccessStep::outcome`].
 pub(super) struct Parsed {
     pub left_waiting: bool,
-    pub moves: Vec<Move>,
+    /// Every trail entry not relayed yet, oldest first.
+    pub outbox: Vec<Move>,
+    /// How many of the last outbox entries this step recorded.
+    pub own: usize,
     pub reply: Reply,
 }
 
@@ -76,29 +87,48 @@ impl Reply {
 }
 
 impl Parsed {
-    /// `{ outcome, left_waiting, field, value, ... }`.
+    /// `{ outcome, left_waiting, outbox count, own count, (id, type,
+    /// attempt, at, by, reason) * outbox count, field, value, ... }`.
     pub fn from_reply(access: &AccessId, mut reply: Vec<String>) -> Result<Parsed, StoreError> {
-        if reply.len() < 2 {
-            return Err(StoreError::malformed(
-                access,
-                "a script replied without an outcome",
-            ));
+        let malformed = |problem: String| StoreError::malformed(access, problem);
+        if reply.len() < HEADER {
+            return Err(malformed("a script replied without its header".to_owned()));
         }
-        let mut fields = Fields::from_pairs(access, reply.split_off(2));
-        let left_waiting = match reply[1].as_str() {
+        let rest = reply.split_off(HEADER);
+        let [outcome, left_waiting, outbox_count, own] = <[String; HEADER]>::try_from(reply)
+            .map_err(|_| malformed("a script replied without its header".to_owned()))?;
+        let left_waiting = match left_waiting.as_str() {
             "1" => true,
             "0" => false,
-            other => {
-                return Err(StoreError::malformed(
-                    access,
-                    format!("left_waiting is `{other}`"),
-                ));
-            }
+            other => return Err(malformed(format!("left_waiting is `{other}`"))),
         };
-        let moves = match fields.take("moves") {
-            Some(moves) => parse_moves(&moves).map_err(|p| StoreError::malformed(access, p))?,
-            None => Vec::new(),
+        let count = |value: &str, what: &str| {
+            value
+                .parse::<usize>()
+                .map_err(|_| malformed(format!("{what} is `{value}`")))
         };
+        let outbox_len = count(&outbox_count, "the outbox count")?;
+        let own = count(&own, "the own count")?;
+        let split = outbox_len
+            .checked_mul(OUTBOX_ENTRY)
+            .filter(|&len| len <= rest.len())
+            .ok_or_else(|| {
+                malformed(format!("the outbox count {outbox_len} overruns the reply"))
+            })?;
+        let mut rest = rest;
+        let fields = rest.split_off(split);
+        let outbox = rest
+            .chunks_exact(OUTBOX_ENTRY)
+            .map(parse_move)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(malformed)?;
+        if own > outbox.len() {
+            return Err(malformed(format!(
+                "{own} own moves in an outbox of {}",
+                outbox.len()
+            )));
+        }
+        let mut fields = Fields::from_pairs(access, fields);
         let token = fields.take("token");
         let retry_after_ms = fields.take("retry_after_ms");
         let hash = if fields.is_empty() {
@@ -108,9 +138,10 @@ impl Parsed {
         };
         Ok(Parsed {
             left_waiting,
-            moves,
+            outbox,
+            own,
             reply: Reply {
-                outcome: std::mem::take(&mut reply[0]),
+                outcome,
                 access: hash,
                 token,
                 retry_after_ms,
@@ -119,26 +150,33 @@ impl Parsed {
     }
 }
 
-/// `type@audit-id`, comma-separated, where type is `challenge` or a status.
-fn parse_moves(moves: &str) -> Result<Vec<Move>, String> {
-    moves
-        .split(',')
-        .map(|moved| {
-            let (kind, audit_id) = moved
-                .split_once('@')
-                .ok_or_else(|| format!("move `{moved}` has no audit id"))?;
-            let to = match kind {
-                "challenge" => Moved::Challenge,
-                status => {
-                    Moved::To(Status::parse(status).ok_or_else(|| format!("move to `{status}`"))?)
-                }
-            };
-            Ok(Move {
-                to,
-                audit_id: audit_id.to_owned(),
-            })
-        })
-        .collect()
+/// The values before the outbox in every reply.
+const HEADER: usize = 4;
+
+/// The values of one outbox entry.
+const OUTBOX_ENTRY: usize = 6;
+
+/// `id, type, attempt, at, by, reason`, where type is `challenge` or a
+/// status and an empty reason is none.
+fn parse_move(entry: &[String]) -> Result<Move, String> {
+    let [id, kind, attempt, at, by, reason] = entry else {
+        return Err(format!("an outbox entry of {} values", entry.len()));
+    };
+    let bad = |what: &str| format!("outbox entry {id}: {what}");
+    let to = match kind.as_str() {
+        "challenge" => Moved::Challenge,
+        status => Moved::To(Status::parse(status).ok_or_else(|| bad(&format!("type `{status}`")))?),
+    };
+    Ok(Move {
+        audit_id: id.clone(),
+        to,
+        attempt: attempt
+            .parse()
+            .map_err(|_| bad("`attempt` is not a number"))?,
+        at: UnixMillis(at.parse().map_err(|_| bad("`at` is not a number"))?),
+        by: Actor::parse(by).ok_or_else(|| bad(&format!("unknown `by` `{by}`")))?,
+        reason: (!reason.is_empty()).then(|| reason.clone()),
+    })
 }
 
 /// How a step that ends in an answer to its caller went: shared by the
@@ -194,6 +232,8 @@ pub(super) enum Posted {
 
 impl AccessStep for PostChallenge<'_> {
     type Outcome = Posted;
+    const NAME: &'static str = "post";
+    const MARKS: bool = true;
 
     fn script(scripts: &Scripts) -> &Script {
         &scripts.post_challenge
@@ -264,6 +304,8 @@ pub(super) enum Shown {
 
 impl AccessStep for SendQuestion<'_> {
     type Outcome = Shown;
+    const NAME: &'static str = "show";
+    const MARKS: bool = true;
 
     fn script(scripts: &Scripts) -> &Script {
         &scripts.send_question
@@ -316,6 +358,8 @@ pub(super) enum Submitted {
 
 impl AccessStep for SubmitToken<'_> {
     type Outcome = Submitted;
+    const NAME: &'static str = "submit";
+    const MARKS: bool = true;
 
     fn script(scripts: &Scripts) -> &Script {
         &scripts.submit_token
@@ -355,6 +399,8 @@ pub(super) struct Verdict<'a> {
 
 impl AccessStep for Verdict<'_> {
     type Outcome = Settled;
+    const NAME: &'static str = "report";
+    const MARKS: bool = true;
 
     fn script(scripts: &Scripts) -> &Script {
         &scripts.report
@@ -378,6 +424,8 @@ pub(super) struct Cancel {
 
 impl AccessStep for Cancel {
     type Outcome = Settled;
+    const NAME: &'static str = "cancel";
+    const MARKS: bool = true;
 
     fn script(scripts: &Scripts) -> &Script {
         &scripts.cancel
@@ -414,6 +462,8 @@ pub(super) enum Expiry {
 
 impl AccessStep for Expire {
     type Outcome = Expiry;
+    const NAME: &'static str = "expire";
+    const MARKS: bool = false;
 
     fn script(scripts: &Scripts) -> &Script {
         &scripts.expire
@@ -430,7 +480,8 @@ impl AccessStep for Expire {
                 expires_at: waiting.expires_at,
             }),
             ("in_flight", false) => Ok(Expiry::InFlight),
-            ("gone", false) => Ok(Expiry::Gone),
+            // With the hash when there is one, for its outbox.
+            ("gone", _) => Ok(Expiry::Gone),
             _ => reply.unexpected(),
         }
     }
@@ -442,6 +493,8 @@ pub(super) enum Read {
     WithToken,
     /// With the image, for `GET`.
     WithImage,
+    /// The hash alone, for the relay sweep, which wants the outbox.
+    Plain,
 }
 
 pub(super) enum Found {
@@ -455,6 +508,8 @@ pub(super) enum Found {
 
 impl AccessStep for Read {
     type Outcome = Found;
+    const NAME: &'static str = "read";
+    const MARKS: bool = false;
 
     fn script(scripts: &Scripts) -> &Script {
         &scripts.read
@@ -464,6 +519,7 @@ impl AccessStep for Read {
         invocation.arg(match self {
             Read::WithToken => "token",
             Read::WithImage => "image",
+            Read::Plain => "",
         });
     }
 

@@ -76,9 +76,15 @@ impl Store {
                 Swept::StillWaiting
             })
         };
-        match self.step(&access, expire).await?.observed() {
-            // `step` already dropped the entry of the challenge it expired.
+        let stepped = self.step(&access, expire).await?;
+        let relayed = stepped.relayed;
+        match stepped.observed() {
+            // `step` already dropped the entry of the challenge it expired,
+            // once its outbox was relayed.
             Expiry::Expired => Ok(Swept::Expired),
+            // An outbox the feed could not take yet keeps the entry, which
+            // stands in for a relay mark.
+            Expiry::Gone if !relayed => Ok(Swept::StillWaiting),
             Expiry::Gone => self.drop_entry(index, member).await,
             Expiry::InFlight => {
                 // Look again soon, and no later than when the post that wrote

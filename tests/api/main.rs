@@ -24,6 +24,7 @@ mod lifecycle;
 mod network;
 mod openapi;
 mod operations;
+mod outbox;
 mod redis_restart;
 mod resilience;
 mod rolling_restart;

@@ -233,7 +233,7 @@ async fn token_submissions_are_limited_per_access() {
     assert!(
         !app.keyspace()
             .await
-            .contains_key("2fa:access:{nope}:submissions")
+            .contains_key("2fa:access:{nope}:submitted")
     );
 }
 

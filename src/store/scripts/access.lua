@@ -2,51 +2,95 @@
 --   KEYS[1]: the access hash   2fa:access:{<access>}
 --   KEYS[2]: its wake list     2fa:access:{<access>}:wake
 --   KEYS[3]: its audit trail   2fa:access:{<access>}:events
---   KEYS[4]: its submissions   2fa:access:{<access>}:submissions (submit_token)
+--   KEYS[4]: its submissions   2fa:access:{<access>}:submitted (submit_token)
 --   ARGV[1]: its channel       2fa:access:{<access>}:changed
--- and replies { outcome, left_waiting ('1' or '0'), field, value, ... }: the
--- hash as it is after the step, never with its token, and with the image
--- replaced by has_image = '1' (only GET sends the image). When the step
--- recorded events, `moves` lists them as `type@audit-id`, comma-separated,
--- so the gateway can pass them on to the customer's live feed in order.
+-- and replies
+--   { outcome, left_waiting ('1' or '0'), outbox count, own count,
+--     (audit id, type, attempt, at, by, reason) * outbox count,
+--     field, value, ... }
+-- where the fields are the hash as it is after the step, never with its
+-- token, and with the image replaced by has_image = '1' (only GET sends the
+-- image).
+--
+-- The outbox is every audit-trail entry not yet relayed to the customer's
+-- feed and the webhooks, oldest first; the last `own count` of them are
+-- this step's. It is the trail from the hash's `relay_from` on: a step that
+-- records sets `relay_from` if it is unset, and the gateway moves it past
+-- what it relayed (relay_done.lua). So an entry whose gateway died before
+-- relaying it goes out with the next step, or with the sweep, which the
+-- relay index (2fa:relay) sends here.
 
 local WAITING = { need = true, question_sent = true }
 
--- The events this step recorded, in order, as `type@audit-id`.
-local MOVES = {}
+-- How many entries this step recorded.
+local OWN = 0
 
 -- How many events an access's audit trail keeps.
 local TRAIL_LENGTH = 100
 
+-- A reply without the hash: nothing to relay, nothing recorded.
+local function bare(outcome)
+  return { outcome, '0', '0', '0' }
+end
+
 local function reply(outcome, left_waiting, hash)
-  local out = { outcome, left_waiting and '1' or '0' }
-  if #MOVES > 0 then
-    out[#out + 1] = 'moves'
-    out[#out + 1] = table.concat(MOVES, ',')
-  end
+  local out = { outcome, left_waiting and '1' or '0', '0', tostring(OWN) }
   local fields = redis.call('HGETALL', hash)
+  local relay_from
   for i = 1, #fields, 2 do
-    if fields[i] == 'image' then
+    if fields[i] == 'relay_from' then
+      relay_from = fields[i + 1]
+    end
+  end
+  if relay_from then
+    local outbox = redis.call('XRANGE', KEYS[3], relay_from, '+')
+    out[3] = tostring(#outbox)
+    for _, entry in ipairs(outbox) do
+      local e = {}
+      for i = 1, #entry[2], 2 do
+        e[entry[2][i]] = entry[2][i + 1]
+      end
+      out[#out + 1] = entry[1]
+      out[#out + 1] = e.type or ''
+      out[#out + 1] = e.attempt or ''
+      out[#out + 1] = e.at or ''
+      out[#out + 1] = e.by or ''
+      out[#out + 1] = e.reason or ''
+    end
+  end
+  for i = 1, #fields, 2 do
+    local field = fields[i]
+    if field == 'image' then
       out[#out + 1] = 'has_image'
       out[#out + 1] = '1'
-    elseif fields[i] ~= 'token' then
-      out[#out + 1] = fields[i]
+    elseif field ~= 'token' and field ~= 'relay_from' then
+      out[#out + 1] = field
       out[#out + 1] = fields[i + 1]
     end
   end
   return out
 end
 
+-- The hash's remaining life, read once per step: only a post changes it.
+local HASH_TTL
+local function hash_ttl()
+  if not HASH_TTL then
+    HASH_TTL = redis.call('PTTL', KEYS[1])
+  end
+  return HASH_TTL
+end
+
 -- Keeps a key exactly as long as the access hash.
 local function live_with_hash(key)
-  local ttl = redis.call('PTTL', KEYS[1])
+  local ttl = hash_ttl()
   if ttl > 0 then
     redis.call('PEXPIRE', key, ttl)
   end
 end
 
--- Appends to the audit trail. It records who did what and when, never a
--- token.
+-- Appends to the audit trail, which is also the outbox: it records who did
+-- what and when, never a token. A new trail gets the hash's lifetime; an
+-- existing one already has it (the post that created it set it).
 local function record(kind, now, by, reason)
   local attempt = redis.call('HGET', KEYS[1], 'attempt')
   local id
@@ -57,8 +101,11 @@ local function record(kind, now, by, reason)
     id = redis.call('XADD', KEYS[3], 'MAXLEN', TRAIL_LENGTH, '*',
       'type', kind, 'attempt', attempt, 'at', now, 'by', by)
   end
-  MOVES[#MOVES + 1] = kind .. '@' .. id
-  live_with_hash(KEYS[3])
+  redis.call('HSETNX', KEYS[1], 'relay_from', id)
+  OWN = OWN + 1
+  if kind == 'challenge' or redis.call('PTTL', KEYS[3]) < 0 then
+    live_with_hash(KEYS[3])
+  end
 end
 
 -- Records a new status and tells everyone who listens. A token lives only

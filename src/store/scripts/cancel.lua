@@ -4,7 +4,7 @@
 local now = now_ms()
 local status, expired = current_status(now)
 if not status then
-  return { 'not_found', '0' }
+  return bare('not_found')
 end
 if not (WAITING[status] or status == 'token_received') then
   return reply('refused', expired, KEYS[1])

@@ -6,20 +6,26 @@
 --          write (ms)
 -- Replies 'done' when this call expired the challenge; 'waiting', with the
 -- hash, when its deadline is still ahead by this node's clock (or the entry
--- is scored early); 'in_flight' when the post
--- that wrote the entry may not have written the hash yet; 'gone' when the
--- entry is no longer needed (that challenge ended, or was superseded).
+-- is scored early); 'in_flight' when the post that wrote the entry may not
+-- have written the hash yet; 'gone' when the entry is no longer needed (that
+-- challenge ended, or was superseded), with the hash when there is one, so
+-- that an outbox a dead gateway left is relayed before the entry goes: a
+-- read that expires a challenge writes no relay mark, and its expiring
+-- entry, due already, stands in for one.
 local now = now_ms()
 local mine = tonumber(ARGV[2])
 local started = tonumber(redis.call('HGET', KEYS[1], 'started_at'))
-if started == nil or started < mine then
+if started == nil then
+  return bare(now - mine > tonumber(ARGV[3]) and 'gone' or 'in_flight')
+end
+if started < mine then
   if now - mine > tonumber(ARGV[3]) then
-    return { 'gone', '0' }
+    return reply('gone', false, KEYS[1])
   end
-  return { 'in_flight', '0' }
+  return bare('in_flight')
 end
 if started > mine then
-  return { 'gone', '0' }
+  return reply('gone', false, KEYS[1])
 end
 local status, expired = current_status(now)
 if expired then
@@ -28,4 +34,4 @@ end
 if WAITING[status] then
   return reply('waiting', false, KEYS[1])
 end
-return { 'gone', '0' }
+return reply('gone', false, KEYS[1])

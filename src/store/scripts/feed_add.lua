@@ -1,36 +1,46 @@
--- Appends a customer's events to their live feed, and wakes the gateways
--- whose feed clients read it.
+-- Relays an access's outbox to its customer's live feed, and wakes the
+-- gateways whose feed clients read it; drops the access from the customer's
+-- pending index when the step that relays it left waiting (both keys are in
+-- the customer's slot, so one call does both).
 -- KEYS[1]: the feed      2fa:customer:{<customer>}:events
--- KEYS[2]: the latest audit-trail id announced per access
+-- KEYS[2]: the latest audit-trail id relayed per access
 --                        2fa:customer:{<customer>}:latest
+-- KEYS[3]: the pending index   2fa:customer:{<customer>}:pending
 -- ARGV[1]: the feed's channel   2fa:customer:{<customer>}:changed
 -- ARGV[2]: how many entries to keep   ARGV[3]: how long (ms)
 -- ARGV[4]: how long the keys live after the last append (ms)
--- ARGV[5], ...: entries, six values each: event ('challenge' or 'status'),
+-- ARGV[5]: the access to drop from the pending index, or ''
+-- ARGV[6]: the score its entry must still have (the caller's started_at)
+-- ARGV[7], ...: entries, six values each: event ('challenge' or 'status'),
 --               access, status, attempt, at (ms), and the id of the audit
---               trail entry it comes from
--- Two gateways may append one access's events in the wrong order (each
--- writes after its own step). A status older than one already announced
--- for that access is dropped, so a front end never sees an access go back.
--- A challenge is always announced: it carries the question.
+--               trail entry it comes from, oldest first
+-- Relaying is at least once: a gateway that retries, or two that relay one
+-- outbox at once, bring the same entries again. An entry no later than the
+-- latest relayed for its access is one the feed already has, and is
+-- dropped; as every relay brings the whole outbox in order, nothing earlier
+-- can still be missing.
 -- Entries are removed with XDEL, by count and by age, which (unlike XTRIM)
 -- moves the stream's max-deleted-entry-id: a reader behind it knows it
 -- missed some. Replies the id of the last entry added, or '' for none.
+if ARGV[5] ~= '' then
+  local score = redis.call('ZSCORE', KEYS[3], ARGV[5])
+  if score and tonumber(score) == tonumber(ARGV[6]) then
+    redis.call('ZREM', KEYS[3], ARGV[5])
+  end
+end
 local id = ''
-for i = 5, #ARGV, 6 do
+for i = 7, #ARGV, 6 do
   local access, seq = ARGV[i + 1], ARGV[i + 5]
   local latest = redis.call('HGET', KEYS[2], access)
-  local stale = latest and not id_before(latest, seq)
-  -- A gateway that retries after a timeout may bring the same entry twice.
-  local again = latest == seq
-  if not again and (ARGV[i] == 'challenge' or not stale) then
+  if not latest or id_before(latest, seq) then
     id = redis.call('XADD', KEYS[1], '*',
       'event', ARGV[i], 'access', access, 'status', ARGV[i + 2],
       'attempt', ARGV[i + 3], 'at', ARGV[i + 4])
-  end
-  if not stale then
     redis.call('HSET', KEYS[2], access, seq)
   end
+end
+if id == '' then
+  return ''
 end
 local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[2])
 if excess > 0 then
@@ -39,12 +49,10 @@ if excess > 0 then
   end
 end
 local oldest = now_ms() - tonumber(ARGV[3])
-for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', oldest)) do
+for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', oldest, 'COUNT', 100)) do
   redis.call('XDEL', KEYS[1], entry[1])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
-if id ~= '' then
-  redis.call(PUBLISH, ARGV[1], id)
-end
+redis.call(PUBLISH, ARGV[1], id)
 return id

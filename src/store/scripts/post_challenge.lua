@@ -19,6 +19,8 @@ if (started and started >= mine) or now_ms() - mine > tonumber(ARGV[9]) then
   return reply('superseded', false, KEYS[1])
 end
 local attempt = tonumber(redis.call('HGET', KEYS[1], 'attempt') or '0') + 1
+-- What the attempt before left unrelayed goes out with this one.
+local relay_from = redis.call('HGET', KEYS[1], 'relay_from')
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('HSET', KEYS[1],
   'status', 'need',
@@ -32,6 +34,9 @@ redis.call('HSET', KEYS[1],
   'expires_at', ARGV[7])
 for i = 10, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+if relay_from then
+  redis.call('HSET', KEYS[1], 'relay_from', relay_from)
 end
 redis.call('PEXPIREAT', KEYS[1], tonumber(ARGV[7]) + tonumber(ARGV[8]))
 record('challenge', ARGV[6], 'scraper')

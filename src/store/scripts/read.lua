@@ -4,7 +4,7 @@
 --          'image' for GET, or ''
 local status, expired = current_status(now_ms())
 if not status then
-  return { 'not_found', '0' }
+  return bare('not_found')
 end
 local out = reply('done', expired, KEYS[1])
 if ARGV[2] ~= '' then

@@ -5,7 +5,7 @@
 local now = now_ms()
 local status, expired = current_status(now)
 if not status then
-  return { 'not_found', '0' }
+  return bare('not_found')
 end
 local decoupled = redis.call('HGET', KEYS[1], 'kind') == 'decoupled'
 if not (status == 'token_received' or (decoupled and WAITING[status])) then

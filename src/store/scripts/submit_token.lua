@@ -1,6 +1,6 @@
 -- The customer's token arrives: a waiting challenge becomes token_received,
 -- in one round trip when the challenge has no rule for the gateway to check.
--- KEYS[4]: the access's submissions  2fa:access:{<access>}:submissions
+-- KEYS[4]: the access's submission count  2fa:access:{<access>}:submitted
 -- ARGV[2]: token
 -- ARGV[3]: the attempt the customer answered, or '' for any
 -- ARGV[4]: the started_at of the challenge whose rule the gateway checked
@@ -11,25 +11,31 @@
 --          second call within one request)
 -- ARGV[6]: the window (ms)
 -- Every submission to an existing access counts, whatever becomes of it, so
--- a compromised front end cannot try codes at speed. Replies 'throttled'
+-- a compromised front end cannot try codes at speed. The count is a fixed
+-- window that starts with the first submission: one INCR, and a PEXPIRE
+-- when it starts. Replies 'throttled'
 -- with retry_after_ms; 'check_rule' when the challenge has a rule (choices,
 -- a validation, or no token at all) the gateway has not checked; and
 -- 'rule_changed' when a new challenge was posted since that check. Both
 -- carry the hash, whose rule the gateway checks before it calls again.
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  return { 'not_found', '0' }
+  return bare('not_found')
 end
 local now = now_ms()
 if ARGV[5] ~= '' then
-  local window = tonumber(ARGV[6])
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - window)
-  local count = redis.call('ZCARD', KEYS[4])
-  if count >= tonumber(ARGV[5]) then
-    local oldest = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
-    return { 'throttled', '0', 'retry_after_ms', tostring(tonumber(oldest[2]) + window - now) }
+  local count = redis.call('INCR', KEYS[4])
+  if count == 1 then
+    redis.call('PEXPIRE', KEYS[4], ARGV[6])
   end
-  redis.call('ZADD', KEYS[4], now, now .. '-' .. count)
-  redis.call('PEXPIRE', KEYS[4], window)
+  if count > tonumber(ARGV[5]) then
+    local wait = redis.call('PTTL', KEYS[4])
+    if wait < 0 then
+      -- A count without a lifetime (a hand edit) would block for good.
+      redis.call('PEXPIRE', KEYS[4], ARGV[6])
+      wait = tonumber(ARGV[6])
+    end
+    return { 'throttled', '0', '0', '0', 'retry_after_ms', tostring(wait) }
+  end
 end
 local status, expired = current_status(now)
 local attempt = redis.call('HGET', KEYS[1], 'attempt')

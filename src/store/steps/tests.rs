@@ -11,14 +11,71 @@ fn reply(outcome: &str) -> Reply {
     }
 }
 
+fn strings(values: &[&str]) -> Vec<String> {
+    values.iter().map(|v| (*v).to_owned()).collect()
+}
+
 #[test]
-fn moves_parse_into_kinds_and_audit_ids() {
-    let moves = parse_moves("challenge@1-0,token_received@2-1").expect("moves");
-    assert_eq!(moves[0].to, Moved::Challenge);
-    assert_eq!(moves[1].to, Moved::To(Status::TokenReceived));
-    assert_eq!(moves[1].audit_id, "2-1");
-    assert!(parse_moves("challenge").is_err(), "no audit id");
-    assert!(parse_moves("done@1-0").is_err(), "no such status");
+fn a_reply_parses_into_its_outbox_and_own_moves() {
+    let access = AccessId::parse("001").expect("valid id");
+    let parsed = Parsed::from_reply(
+        &access,
+        strings(&[
+            "done",
+            "1",
+            "2",
+            "1", //
+            "1-0",
+            "challenge",
+            "3",
+            "1700",
+            "scraper",
+            "", //
+            "2-1",
+            "rejected",
+            "3",
+            "1800",
+            "scraper",
+            "wrong, code|again",
+        ]),
+    )
+    .expect("a reply");
+    assert!(parsed.left_waiting);
+    assert_eq!(parsed.own, 1);
+    assert_eq!(parsed.outbox[0].to, Moved::Challenge);
+    assert_eq!(parsed.outbox[0].reason, None);
+    assert_eq!(parsed.outbox[1].to, Moved::To(Status::Rejected));
+    assert_eq!(parsed.outbox[1].audit_id, "2-1");
+    assert_eq!(parsed.outbox[1].attempt, 3);
+    assert_eq!(
+        parsed.outbox[1].reason.as_deref(),
+        Some("wrong, code|again")
+    );
+    assert!(parsed.reply.access().is_none(), "no hash fields");
+    let bad = |reply: &[&str]| Parsed::from_reply(&access, strings(reply)).is_err();
+    assert!(bad(&["done", "0", "0"]), "a short header");
+    assert!(
+        bad(&["done", "0", "1", "0"]),
+        "an outbox count past the end"
+    );
+    assert!(
+        bad(&["done", "0", "0", "1"]),
+        "more own moves than the outbox"
+    );
+    assert!(
+        bad(&[
+            "done", "0", "1", "0", "1-0", "done", "1", "1", "scraper", ""
+        ]),
+        "no such status"
+    );
+    assert!(
+        bad(&["done", "0", "1", "0", "1-0", "ok", "x", "1", "scraper", ""]),
+        "a bad attempt"
+    );
+    assert!(
+        bad(&["done", "0", "1", "0", "1-0", "ok", "1", "1", "robot", ""]),
+        "a bad actor"
+    );
 }
 
 #[test]

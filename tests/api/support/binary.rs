@@ -93,6 +93,22 @@ impl Binary {
         format!("http://{}", self.addr)
     }
 
+    /// Waits for the gateway to reach its test-only fault point (`fault.rs`:
+    /// a step committed, its relay not begun), then SIGKILLs it there.
+    pub fn kill_at_fault_point(&mut self) {
+        loop {
+            let line = self.log.recv_timeout(PATIENCE).expect(
+                "the gateway reaches its fault point (is it built with \
+                 --features fault-points, as README's test command does?)",
+            );
+            if line.contains("fault point reached") {
+                break;
+            }
+        }
+        self.child.kill().expect("SIGKILL the gateway");
+        self.child.wait().expect("the gateway is gone");
+    }
+
     /// SIGTERM, as an orchestrator sends at a deploy.
     pub fn terminate(&self) {
         let sent = std::process::Command::new("kill")

@@ -24,7 +24,7 @@ impl TestApp {
     /// access's rate limit, whatever becomes of it.
     pub async fn state(&self) -> BTreeMap<String, String> {
         let mut keyspace = self.keyspace().await;
-        keyspace.retain(|key, _| !key.ends_with(":submissions"));
+        keyspace.retain(|key, _| !key.ends_with(":submitted"));
         keyspace
     }
 

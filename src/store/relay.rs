@@ -1,0 +1,274 @@
+//! The outbox relay: every move a step records reaches the customer's feed
+//! at least once, even when the gateway that made it dies the next instant.
+//!
+//! A move is recorded in the access's audit trail, in the same script as
+//! the state change, and stays in the access's outbox (the trail from the
+//! hash's `relay_from` on) until a relay moves `relay_from` past it. Every
+//! step's reply carries the whole outbox, so the gateway relays it inline,
+//! oldest first, right after the step: the fast path.
+//!
+//! The slow path is for a gateway that died between the step and its relay.
+//! Before a step that may record a move, the gateway writes a relay mark in
+//! the shared relay index `2fa:relay`, due a second later, and removes it
+//! once the relay is done. Every gateway's sweep takes the marks that fell
+//! due, reads the access (which relays its outbox, as every step does), and
+//! removes the mark once no step can still be in flight behind it.
+//!
+//! Relaying twice is harmless: the feed keeps the latest trail id it has
+//! for each access and drops what is not later (`feed_add.lua`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::future::join_all;
+use redis::AsyncCommands;
+
+use super::script::{FeedAdd, FeedAddEntry, FeedEvent};
+use super::steps::{Found, Read};
+use super::{Store, StoreError, all_but_failures, millis};
+use crate::metrics;
+use crate::model::{Access, AccessId, Moved, Status, Transition};
+
+/// How long a gateway has to relay a step's outbox itself before any
+/// gateway's sweep does it.
+const RELAY_GRACE: Duration = Duration::from_secs(1);
+
+/// How many marks one sweep takes before it looks again.
+const SWEEP_BATCH: isize = 500;
+
+/// How many times the feed is tried before the relay is left to the sweep.
+const FEED_TRIES: usize = 3;
+
+/// The pause before the second try; it doubles after.
+const FEED_RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// How many relay-index keys a cluster spreads its marks over: enough that
+/// they land on more than one shard, few enough that a sweep reads them all.
+const CLUSTER_BUCKETS: usize = 8;
+
+/// How many buckets one mark tries before its step fails with a 503.
+const BUCKET_TRIES: usize = 3;
+
+/// How long a bucket that could not be written is passed over.
+const BUCKET_REST: Duration = Duration::from_secs(5);
+
+/// A relay mark, written before a step: the bucket's key, and the member
+/// `<access>|<ms>-<nonce>`, where `ms` is when it was written (by the
+/// gateway's clock).
+pub(super) struct Mark {
+    key: String,
+    member: String,
+}
+
+impl Mark {
+    fn parse(member: &str) -> Option<(AccessId, u64)> {
+        let (access, written) = member.rsplit_once('|')?;
+        let (ms, _nonce) = written.split_once('-')?;
+        Some((AccessId::parse(access).ok()?, ms.parse().ok()?))
+    }
+}
+
+/// The relay index's keys (one on a single Redis, several on a cluster),
+/// and which of them failed lately. A mark may go in any bucket: each
+/// access has its own first choice, and a bucket on a shard that is down is
+/// passed over for a while, so that steps on the other shards go on.
+pub(super) struct Buckets {
+    resting_until: Vec<AtomicU64>,
+}
+
+impl Buckets {
+    pub(super) fn new(cluster: bool) -> Buckets {
+        let count = if cluster { CLUSTER_BUCKETS } else { 1 };
+        Buckets {
+            resting_until: (0..count).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.resting_until.len()
+    }
+
+    /// The buckets to try, in order: the access's own first, then the
+    /// others; those resting after all the rest.
+    fn order(&self, access: &AccessId, now: u64) -> Vec<usize> {
+        let count = self.len();
+        let own = access.as_str().bytes().fold(0usize, |h, b| {
+            h.wrapping_mul(31).wrapping_add(usize::from(b))
+        }) % count;
+        let mut order: Vec<usize> = (0..count).map(|i| (own + i) % count).collect();
+        order.sort_by_key(|&b| self.resting_until[b].load(Ordering::Relaxed) > now);
+        order.truncate(BUCKET_TRIES);
+        order
+    }
+
+    fn rest(&self, bucket: usize, now: u64) {
+        self.resting_until[bucket].store(now + millis(BUCKET_REST), Ordering::Relaxed);
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, millis)
+}
+
+impl Store {
+    /// Writes a relay mark for a step about to run on `access`. Each mark is
+    /// its own member, so removing one never removes another step's.
+    pub(super) async fn mark_relay(&self, access: &AccessId) -> Result<Mark, StoreError> {
+        let now = now_ms();
+        let nonce = uuid::Uuid::new_v4().as_u64_pair().0;
+        let member = format!("{access}|{now}-{nonce:016x}");
+        let due = now + millis(RELAY_GRACE);
+        let buckets = self.buckets.len();
+        let mut failure = None;
+        for bucket in self.buckets.order(access, now) {
+            let key = self.keys().relay(bucket, buckets);
+            let mut conn = self.link.get();
+            match self
+                .bounded(conn.zadd::<_, _, _, ()>(&key, &member, due))
+                .await
+            {
+                Ok(()) => return Ok(Mark { key, member }),
+                Err(error) if error.is_unavailable() => {
+                    self.buckets.rest(bucket, now);
+                    failure = Some(error);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(failure.unwrap_or(StoreError::Contended(access.clone())))
+    }
+
+    /// Relays an outbox to the customer's feed, dropping the access from
+    /// their pending index on the way when `unpend` (the step left
+    /// waiting), then moves the outbox past it. Returns whether the feed
+    /// has it: if not, whoever holds the mark leaves it for the sweep.
+    pub(super) async fn relay(&self, transition: &Transition, unpend: bool) -> bool {
+        let after = &transition.after;
+        let entries: Vec<FeedAddEntry<'_>> = transition
+            .moves
+            .iter()
+            .map(|moved| {
+                let (event, status) = match moved.to {
+                    Moved::Challenge => (FeedEvent::Challenge, Status::Need),
+                    Moved::To(status) => (FeedEvent::Status, status),
+                };
+                FeedAddEntry {
+                    event,
+                    access: &after.access,
+                    status,
+                    attempt: moved.attempt,
+                    at: moved.at,
+                    audit_id: &moved.audit_id,
+                }
+            })
+            .collect();
+        let add = FeedAdd {
+            customer: &after.customer,
+            unpend: unpend.then_some((&after.access, after.started_at)),
+            length: self.options.feed_length,
+            retention: self.options.feed_retention,
+            // The feed's keys outlive any access they report on, so a reader
+            // behind them finds a removal recorded rather than a new stream.
+            keep: self.options.feed_retention + self.options.retention,
+            entries: &entries,
+        };
+        let mut pause = FEED_RETRY_PAUSE;
+        for remaining in (0..FEED_TRIES).rev() {
+            match self.feed_add(&add).await {
+                Ok(_) => break,
+                Err(error) if remaining == 0 => {
+                    let (customer, access) = (&after.customer, &after.access);
+                    tracing::warn!(%customer, %access, %error, "could not relay to the feed; the sweep will");
+                    return false;
+                }
+                Err(_) => {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+            }
+        }
+        let now = now_ms();
+        for moved in &transition.moves {
+            metrics::relayed(Duration::from_millis(now.saturating_sub(moved.at.0)));
+        }
+        if let Some(last) = transition.last_audit_id()
+            && let Err(error) = self.relay_done(&after.access, last).await
+        {
+            // The outbox then goes out again with the next step or sweep,
+            // and the feed drops what it already has.
+            tracing::warn!(access = %after.access, %error, "could not move the outbox past a relay");
+        }
+        true
+    }
+
+    /// After a relay, or a step with nothing to relay: its mark goes, and so
+    /// does the expiring entry of a step that left waiting. A failure only
+    /// leaves work for a sweep, which finds nothing left to do.
+    pub(super) async fn settle(&self, mark: Option<Mark>, left_waiting: Option<&Access>) {
+        let unmark = async {
+            if let Some(Mark { key, member }) = mark {
+                let mut conn = self.link.get();
+                let removed = self.bounded(conn.zrem::<_, _, ()>(&key, &member));
+                if let Err(error) = removed.await {
+                    tracing::warn!(%error, "could not remove a relay mark; the sweep will");
+                }
+            }
+        };
+        let unexpire = async {
+            if let Some(access) = left_waiting {
+                self.forget_expiring(access).await;
+            }
+        };
+        futures_util::join!(unmark, unexpire);
+    }
+
+    /// Relays the outboxes whose marks fell due: their gateways died, or
+    /// could not reach the feed. A mark stays until no step can still be in
+    /// flight behind it (a step sent just before its gateway stalled may
+    /// land late), then goes. Returns how many marks it took.
+    pub async fn relay_due(&self) -> Result<usize, StoreError> {
+        let buckets = self.buckets.len();
+        let swept =
+            (0..buckets).map(|bucket| self.relay_due_in(self.keys().relay(bucket, buckets)));
+        let swept = all_but_failures(join_all(swept).await, "could not sweep a relay bucket")?;
+        Ok(swept.into_iter().sum())
+    }
+
+    async fn relay_due_in(&self, index: String) -> Result<usize, StoreError> {
+        let mut conn = self.link.get();
+        let now = now_ms();
+        let due: Vec<String> = self
+            .bounded(conn.zrangebyscore_limit(&index, "-inf", now, 0, SWEEP_BATCH))
+            .await?;
+        let settle_by = millis(self.options.in_flight_grace());
+        let index = &index;
+        let relayed = due.iter().map(|member| async move {
+            let mut conn = self.link.get();
+            let Some((access, written)) = Mark::parse(member) else {
+                return self.bounded(conn.zrem::<_, _, ()>(index, member)).await;
+            };
+            let stepped = self.step(&access, Read::Plain).await?;
+            let relayed = stepped.relayed;
+            let gone = matches!(stepped.observed(), Found::NotFound);
+            if !relayed {
+                return Ok(());
+            }
+            if gone || now >= written + settle_by {
+                self.bounded(conn.zrem::<_, _, ()>(index, member)).await
+            } else {
+                // XX: never re-add a mark that its own gateway removed.
+                let mut later = redis::cmd("ZADD");
+                later
+                    .arg(index)
+                    .arg("XX")
+                    .arg(written + settle_by)
+                    .arg(member);
+                self.bounded(later.query_async::<()>(&mut conn)).await
+            }
+        });
+        let done = all_but_failures(join_all(relayed).await, "could not relay an outbox")?;
+        Ok(done.len())
+    }
+}
