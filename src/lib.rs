@@ -27,6 +27,9 @@
 //!   is only a hint;
 //! - [`follow`]: what follows it, side by side: the scraper's long poll for
 //!   a token, and a customer's live feed. Each re-reads the store on a hint;
+//! - [`webhooks`]: endpoints, signing, and delivery: where an endpoint may
+//!   point, its signing secrets, the signature header and the retry
+//!   schedule;
 //! - [`metrics`]: Prometheus figures, counted from the moves each store step
 //!   reports;
 //! - [`fault`]: test-only fault points, compiled in only with the
@@ -52,3 +55,4 @@ pub mod pubsub;
 pub mod redis_server;
 pub mod redis_target;
 pub mod store;
+pub mod webhooks;
