@@ -11,6 +11,9 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use twofa_bridge::model::AccessId;
+use twofa_bridge::store::keys::AccessKeys;
+use twofa_bridge::store::{Keys, Prefix};
 
 use crate::Result;
 use crate::client::{Conn, calls};
@@ -25,7 +28,6 @@ pub const WAIT_SECS: u64 = 3600;
 /// Concurrent scrapers in the throughput scenario.
 pub const SCRAPERS: usize = 64;
 
-/// Connections that create challenges and submit tokens.
 /// Sends `n` requests over `conns` keep-alive connections, each made by
 /// `request(i)`, and fails on any answer but the expected one.
 pub async fn for_each(
@@ -34,23 +36,149 @@ pub async fn for_each(
     n: usize,
     request: impl Fn(usize) -> (Method, String, Option<String>, StatusCode) + Send + Sync + 'static,
 ) -> Result<()> {
-    let next = Arc::new(AtomicUsize::new(0));
     let request = Arc::new(request);
-    let tasks: Vec<JoinHandle<Result<()>>> = (0..conns.min(n.max(1)))
-        .map(|k| {
-            let (next, request) = (next.clone(), request.clone());
-            tokio::spawn(async move {
-                let mut conn = Conn::open(server, k).await?;
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n {
-                        return Ok(());
-                    }
-                    let (method, path, body, expected) = request(i);
-                    conn.expect(expected, method, &path, body).await?;
-                }
-            })
+    spread(conns, n, |k, calls| {
+        let request = request.clone();
+        async move {
+            let mut conn = Conn::open(server, k).await?;
+            while let Some(i) = calls.next() {
+                let (method, path, body, expected) = request(i);
+                conn.expect(expected, method, &path, body).await?;
+            }
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// Answers each challenge in `ids` once, `POST /v1/tokens` from `SCRAPERS`
+/// connections.
+pub async fn submit_each(server: std::net::SocketAddr, ids: Arc<Vec<String>>) -> Result<()> {
+    let n = ids.len();
+    for_each(server, SCRAPERS, n, move |i| {
+        (
+            Method::POST,
+            "/v1/tokens".to_owned(),
+            Some(calls::token(&ids[i])),
+            StatusCode::OK,
+        )
+    })
+    .await
+}
+
+/// The essential writes of a token submission, in one script: what the
+/// gateway's Redis work per submission is compared with in table 3b.
+const FLOOR_SCRIPT: &str = include_str!("floor.lua");
+
+/// The floor of a submission, straight to Redis: `floor.lua`, loaded.
+pub struct Floor {
+    conn: MultiplexedConnection,
+    script: redis::Script,
+    keys: Keys,
+}
+
+impl Floor {
+    /// Connects and loads the script, so that the calls measured later are
+    /// EVALSHAs only.
+    pub async fn load(url: &str) -> Result<Floor> {
+        let mut conn = redis::Client::open(url)?
+            .get_multiplexed_async_connection()
+            .await?;
+        let script = redis::Script::new(FLOOR_SCRIPT);
+        script.prepare_invoke().load_async(&mut conn).await?;
+        Ok(Floor {
+            conn,
+            script,
+            keys: Keys::new(Prefix::parse("2fa")?),
         })
+    }
+
+    /// `n` challenges for the floor to answer, as the gateway's are when a
+    /// token comes: a hash that exists, and an audit trail with an entry.
+    /// Writing to keys that exist costs Redis less than creating them.
+    pub async fn post(&self, n: usize) -> Result<()> {
+        self.each(n, |access| {
+            let mut post = redis::pipe();
+            post.hset_multiple(&access.hash, &[("status", "need"), ("attempt", "1")])
+                .xadd(
+                    &access.events,
+                    "*",
+                    &[("type", "need"), ("attempt", "1"), ("by", "backend")],
+                );
+            post
+        })
+        .await
+    }
+
+    /// `n` calls of the script, one per challenge `post` made. Each is a
+    /// pipeline of one, which is sent as that one command alone.
+    pub async fn submit(&self, n: usize) -> Result<()> {
+        let hash = self.script.get_hash().to_owned();
+        self.each(n, move |access| {
+            let mut submit = redis::pipe();
+            submit
+                .cmd("EVALSHA")
+                .arg(&hash)
+                .arg(3)
+                .arg(&access.hash)
+                .arg(&access.wake)
+                .arg(&access.events)
+                .arg(&access.changed)
+                .arg("987654");
+            submit
+        })
+        .await
+    }
+
+    /// Sends `call(access)` for `n` accesses of their own (`floor-<i>`, so
+    /// as not to meet the gateway's), from `SCRAPERS` tasks sharing one
+    /// multiplexed connection, as the gateway's requests share its one.
+    async fn each(
+        &self,
+        n: usize,
+        call: impl Fn(&AccessKeys) -> redis::Pipeline + Send + Sync + 'static,
+    ) -> Result<()> {
+        let call = Arc::new(call);
+        spread(SCRAPERS, n, |_, calls| {
+            let (call, keys, mut conn) = (call.clone(), self.keys.clone(), self.conn.clone());
+            async move {
+                while let Some(i) = calls.next() {
+                    let access = keys.access(&AccessId::parse(format!("floor-{i}"))?);
+                    call(&access).query_async::<()>(&mut conn).await?;
+                }
+                Ok(())
+            }
+        })
+        .await
+    }
+}
+
+/// The indices `0..n`, shared by tasks that each take the next one left.
+#[derive(Clone)]
+struct Calls {
+    next: Arc<AtomicUsize>,
+    n: usize,
+}
+
+impl Calls {
+    fn next(&self) -> Option<usize> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        (i < self.n).then_some(i)
+    }
+}
+
+/// Makes `n` calls from `tasks` concurrent tasks, each `task(k, calls)`,
+/// which makes calls for as long as `calls` has any left.
+async fn spread<F>(tasks: usize, n: usize, task: impl Fn(usize, Calls) -> F) -> Result<()>
+where
+    F: Future<Output = Result<()>> + Send + 'static,
+{
+    let calls = Calls {
+        next: Arc::new(AtomicUsize::new(0)),
+        n,
+    };
+    let tasks: Vec<JoinHandle<Result<()>>> = (0..tasks.min(n.max(1)))
+        .map(|k| tokio::spawn(task(k, calls.clone())))
         .collect();
     for task in tasks {
         task.await??;

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use hyper::{Method, StatusCode};
 use redis::aio::MultiplexedConnection;
 use serde_json::Value;
@@ -189,12 +190,13 @@ pub async fn admin(redis_url: &str) -> Result<MultiplexedConnection> {
     Ok(conn)
 }
 
-/// Per command, the calls Redis has run so far and the microseconds they
-/// took, but for `INFO` (this benchmark's own reads). A script's time
-/// includes that of the commands it calls, which are counted too.
-pub async fn command_stats(
-    admin: &mut MultiplexedConnection,
-) -> Result<BTreeMap<String, (u64, u64)>> {
+/// Per command, calls and the microseconds they took, from `INFO
+/// commandstats`. A script's time includes that of the commands it calls,
+/// which are counted too.
+pub type CommandStats = BTreeMap<String, (u64, u64)>;
+
+/// What Redis has run so far, but for `INFO` (this benchmark's own reads).
+pub async fn command_stats(admin: &mut MultiplexedConnection) -> Result<CommandStats> {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
         .query_async(admin)
@@ -220,6 +222,69 @@ pub async fn command_stats(
         stats.insert(command.to_owned(), (field("calls=")?, field("usec=")?));
     }
     Ok(stats)
+}
+
+/// Per command, the calls that clients sent Redis themselves while `during`
+/// ran, as opposed to those a script made: `INFO commandstats` counts both
+/// alike. MONITOR tells them apart (a script's calls come from `lua`), but
+/// slows Redis down, so it watches a few calls of their own, never a
+/// measured run.
+pub async fn direct_calls(
+    redis_url: &str,
+    admin: &mut MultiplexedConnection,
+    during: impl Future<Output = Result<()>>,
+) -> Result<BTreeMap<String, u64>> {
+    const MARKER: &str = "loadgen: the end of direct_calls";
+    let monitor = redis::Client::open(redis_url)?.get_async_monitor().await?;
+    let mut lines = monitor.into_on_message::<String>();
+    during.await?;
+    // MONITOR shows commands in the order they ran, so once this one shows,
+    // every command of `during` has.
+    redis::cmd("ECHO")
+        .arg(MARKER)
+        .query_async::<()>(admin)
+        .await?;
+    let mut calls = BTreeMap::new();
+    while let Some(line) = lines.next().await {
+        // `<time> [<db> <client>] "<command>" "<argument>"…`
+        let (client, command) = line
+            .split_once('[')
+            .and_then(|(_, rest)| rest.split_once("] \""))
+            .and_then(|(source, rest)| Some((source.split_once(' ')?.1, rest.split_once('"')?.0)))
+            .ok_or_else(|| format!("a MONITOR line not understood: {line}"))?;
+        if line.contains(MARKER) {
+            return Ok(calls);
+        }
+        if client != "lua" {
+            *calls.entry(command.to_lowercase()).or_default() += 1;
+        }
+    }
+    Err("MONITOR ended before the end of direct_calls".into())
+}
+
+/// What Redis ran while `during` ran, and what `during` returned.
+pub async fn counted<T>(
+    admin: &mut MultiplexedConnection,
+    during: impl Future<Output = Result<T>>,
+) -> Result<(T, CommandStats)> {
+    let before = command_stats(admin).await?;
+    let value = during.await?;
+    let after = command_stats(admin).await?;
+    let ran = after
+        .into_iter()
+        .map(|(command, (calls, usec))| {
+            let (calls_before, usec_before) = before.get(&command).copied().unwrap_or_default();
+            (
+                command,
+                (
+                    calls.saturating_sub(calls_before),
+                    usec.saturating_sub(usec_before),
+                ),
+            )
+        })
+        .filter(|(_, (calls, _))| *calls > 0)
+        .collect();
+    Ok((value, ran))
 }
 
 /// Every command Redis has run so far, but for `INFO`.

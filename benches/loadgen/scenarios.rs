@@ -13,10 +13,10 @@ use twofa_bridge::redis_server::RedisServer;
 use crate::Result;
 use crate::client::calls;
 use crate::load::{
-    POOL, SCRAPERS, for_each, full_cycles, received_after, redis_floor, spawn_pollers,
-    spawn_waiters_from, submit_at_rate,
+    Floor, POOL, SCRAPERS, for_each, full_cycles, received_after, redis_floor, spawn_pollers,
+    spawn_waiters_from, submit_at_rate, submit_each,
 };
-use crate::processes::{self, Server};
+use crate::processes::{self, CommandStats, Server};
 use crate::report::{Latencies, Table, ms};
 
 /// How big a run is: the figures, or a smoke run that only shows it works.
@@ -229,37 +229,30 @@ impl Bench {
         let n = self.sizes.tokens;
         let ids = self.challenges(n).await?;
         let usage = Usage::start(&gateway_pid, &redis_pid)?;
-        let commands = processes::command_stats(&mut self.admin).await?;
-        let started = Instant::now();
-        for_each(addr, SCRAPERS, n, move |i| {
-            (
-                Method::POST,
-                "/v1/tokens".to_owned(),
-                Some(calls::token(&ids[i])),
-                StatusCode::OK,
-            )
+        let ((ours, ours_usage), submitted) = processes::counted(&mut self.admin, async {
+            let started = Instant::now();
+            submit_each(addr, ids).await?;
+            let ours = started.elapsed();
+            Ok((ours, usage.finish(ours)?))
         })
         .await?;
-        let ours = started.elapsed();
-        let ours_usage = usage.finish(ours)?;
-        let profile = redis_profile(
-            &commands,
-            &processes::command_stats(&mut self.admin).await?,
-            n,
-        );
+        // The floor, the same way: as many calls, as many at once.
+        let url = self.redis.url();
+        let floor = Floor::load(&url).await?;
+        floor.post(n).await?;
+        let ((), floor) = processes::counted(&mut self.admin, floor.submit(n)).await?;
+        let watched = self.challenges(WATCHED).await?;
+        let direct =
+            processes::direct_calls(&url, &mut self.admin, submit_each(addr, watched)).await?;
+        let profile = redis_profile(&submitted, &floor, &direct, n);
 
         let bare = Server::bare()?;
         let usage = Usage::start(&bare.pid().to_string(), &redis_pid)?;
         let started = Instant::now();
-        for_each(bare.addr, SCRAPERS, n, move |i| {
-            let access = format!("r0-{i}");
-            (
-                Method::POST,
-                "/v1/tokens".to_owned(),
-                Some(calls::token(&access)),
-                StatusCode::OK,
-            )
-        })
+        submit_each(
+            bare.addr,
+            Arc::new((0..n).map(|i| format!("r0-{i}")).collect()),
+        )
         .await?;
         let ceiling = started.elapsed();
         let bare_usage = usage.finish(ceiling)?;
@@ -342,34 +335,92 @@ impl Bench {
     }
 }
 
-/// Where Redis spent its time during `n` submissions, by command.
+/// Submissions watched with MONITOR, to tell the gateway's own calls from
+/// its scripts'.
+const WATCHED: usize = 200;
+
+/// Where Redis spent its time during `n` submissions, by command, then the
+/// same for `n` calls of the floor, and the two in all. `direct` holds the
+/// calls the gateway sent itself during `WATCHED` other submissions.
 fn redis_profile(
-    before: &BTreeMap<String, (u64, u64)>,
-    after: &BTreeMap<String, (u64, u64)>,
+    submitted: &CommandStats,
+    floor: &CommandStats,
+    direct: &BTreeMap<String, u64>,
     n: usize,
 ) -> Table {
     let mut table = Table::new(
         "3b. Redis's work per POST /v1/tokens, from INFO commandstats",
         &["command", "calls", "µs (a script's includes its calls')"],
     );
-    let mut used: Vec<(&String, u64, u64)> = after
-        .iter()
-        .map(|(command, (calls, usec))| {
-            let (calls_before, usec_before) = before.get(command).copied().unwrap_or_default();
-            (command, calls - calls_before, usec - usec_before)
-        })
-        .filter(|(_, calls, _)| *calls > 0)
-        .collect();
-    used.sort_by_key(|(_, _, usec)| std::cmp::Reverse(*usec));
-    let per = |x: u64| x as f64 / n.max(1) as f64;
-    for (command, calls, usec) in used {
+    let per = |x: f64| x / n.max(1) as f64;
+    for (name, ran) in [("", submitted), ("floor: ", floor)] {
+        let mut used: Vec<(&String, &(u64, u64))> = ran.iter().collect();
+        used.sort_by_key(|(_, (_, usec))| std::cmp::Reverse(*usec));
+        for (command, (calls, usec)) in used {
+            table.row(vec![
+                format!("{name}{command}"),
+                format!("{:.2}", per(*calls as f64)),
+                format!("{:.1}", per(*usec as f64)),
+            ]);
+        }
+    }
+    let own_per_submission = |command: &str| {
+        let calls = direct.get(command).copied().unwrap_or_default();
+        calls as f64 / WATCHED as f64
+    };
+    // The floor sends nothing but its EVALSHAs.
+    let floor_own = |command: &str| if command == "evalsha" { 1.0 } else { 0.0 };
+    let ours = OwnWork::of(submitted, n, own_per_submission);
+    let floor = OwnWork::of(floor, n, floor_own);
+    for (name, work) in [("gateway", &ours), ("floor", &floor)] {
         table.row(vec![
-            command.clone(),
-            format!("{:.2}", per(calls)),
-            format!("{:.1}", per(usec)),
+            format!(
+                "total per submission, {name}: {}, with what they called",
+                work.commands.join(", ")
+            ),
+            format!("{:.2}", per(work.calls)),
+            format!("{:.1}", per(work.usec)),
         ]);
     }
+    table.row(vec![
+        "gateway ÷ floor".to_owned(),
+        format!("{:.2}", ours.calls / floor.calls.max(1e-9)),
+        format!("{:.2}", ours.usec / floor.usec.max(1e-9)),
+    ]);
     table
+}
+
+/// What a client sent Redis itself: the commands, their calls and their
+/// µs, with those of the commands its scripts called.
+struct OwnWork<'a> {
+    commands: Vec<&'a str>,
+    calls: f64,
+    usec: f64,
+}
+
+impl<'a> OwnWork<'a> {
+    /// From what Redis ran during `n` submissions, `own(command)` being how
+    /// many calls of each command the client sends per submission. A
+    /// script's µs include its calls', so only the share of each command's
+    /// calls that the client sent counts: all of an EVALSHA's, none of a
+    /// command only scripts call, and for a command called both ways, its
+    /// mean µs per call times the client's calls.
+    fn of(ran: &'a CommandStats, n: usize, own: impl Fn(&str) -> f64) -> OwnWork<'a> {
+        let mut work = OwnWork {
+            commands: Vec::new(),
+            calls: 0.0,
+            usec: 0.0,
+        };
+        for (command, (calls, usec)) in ran {
+            let share = (own(command) * n as f64 / (*calls as f64).max(1.0)).min(1.0);
+            if share > 0.0 {
+                work.commands.push(command);
+                work.calls += share * *calls as f64;
+                work.usec += share * *usec as f64;
+            }
+        }
+        work
+    }
 }
 
 /// CPU used by the server, Redis and this process over a run, each as a
