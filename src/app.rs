@@ -12,11 +12,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::ApiKeys;
 use crate::config::Config;
+use crate::http::webhooks::WebhookLimits;
 use crate::http::{self, AppState, Limits};
 use crate::model::ExpiresIn;
 use crate::pubsub::{Subscriber, SubscriberOptions};
 use crate::redis_target::{Target, redacted_url};
 use crate::store::{Keys, Store, StoreOptions};
+use crate::webhooks::UrlPolicy;
+use crate::webhooks::delivery::{self, DeliveryOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -86,8 +89,26 @@ impl Application {
             Duration::from_millis(config.sweep_interval_ms),
             shutdown.clone(),
         ));
+        let policy = UrlPolicy {
+            allow_http: config.webhook_allow_http,
+            allow_private: config.webhook_allow_private,
+        };
+        let deliveries = tokio::spawn(delivery::run(
+            store.clone(),
+            DeliveryOptions {
+                timeout: Duration::from_millis(config.webhook_timeout_ms),
+                concurrency: usize::try_from(config.webhook_concurrency).unwrap_or(usize::MAX),
+                policy,
+            },
+            shutdown.clone(),
+        ));
         let state = AppState {
             api_keys: Arc::new(keys),
+            webhooks: WebhookLimits {
+                policy,
+                max: usize::try_from(config.max_webhooks).unwrap_or(usize::MAX),
+                rotation_grace: Duration::from_secs(config.webhook_rotation_grace),
+            },
             store,
             subscriber,
             limits: Limits {
@@ -110,7 +131,7 @@ impl Application {
         Ok(Self {
             listener,
             state,
-            background: vec![subscriber_task, sweeper],
+            background: vec![subscriber_task, sweeper, deliveries],
         })
     }
 

@@ -50,6 +50,7 @@ impl Role {
             (Allowed::Anyone, _) | (_, Role::Admin) => true,
             (Allowed::Scraper, role) => role == Role::Scraper,
             (Allowed::Frontend, role) => role == Role::Frontend,
+            (Allowed::Admin, _) => false,
         }
     }
 }
@@ -59,6 +60,8 @@ impl Role {
 pub enum Allowed {
     Scraper,
     Frontend,
+    /// The admin key only.
+    Admin,
     /// Every role.
     Anyone,
 }

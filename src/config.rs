@@ -125,6 +125,37 @@ pub struct Config {
     #[arg(long, env = "TWOFA_REDIS_TIMEOUT_MS", default_value_t = 1_500,
           value_parser = clap::value_parser!(u64).range(100..=60_000))]
     pub redis_timeout_ms: u64,
+
+    /// Let webhook endpoints use plain `http` URLs (for development).
+    #[arg(long, env = "TWOFA_WEBHOOK_ALLOW_HTTP", default_value_t = false,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub webhook_allow_http: bool,
+
+    /// Let webhook endpoints point at loopback, private, link-local and
+    /// other internal addresses (for development and tests).
+    #[arg(long, env = "TWOFA_WEBHOOK_ALLOW_PRIVATE", default_value_t = false,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub webhook_allow_private: bool,
+
+    /// Most webhook endpoints registered at once.
+    #[arg(long, env = "TWOFA_MAX_WEBHOOKS", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..=1_000))]
+    pub max_webhooks: u64,
+
+    /// Milliseconds a receiver has to answer a delivery with a 2xx.
+    #[arg(long, env = "TWOFA_WEBHOOK_TIMEOUT_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub webhook_timeout_ms: u64,
+
+    /// Most deliveries in flight per endpoint on one gateway.
+    #[arg(long, env = "TWOFA_WEBHOOK_CONCURRENCY", default_value_t = 16,
+          value_parser = clap::value_parser!(u64).range(1..=1_000))]
+    pub webhook_concurrency: u64,
+
+    /// Seconds a rotated-out webhook secret keeps signing beside the new one.
+    #[arg(long, env = "TWOFA_WEBHOOK_ROTATION_GRACE", default_value_t = 3_600,
+          value_parser = clap::value_parser!(u64).range(0..=604_800))]
+    pub webhook_rotation_grace: u64,
 }
 
 impl Config {

@@ -80,6 +80,19 @@ fn describe() {
         Unit::Seconds,
         "Time to the response's headers, by route template."
     );
+    describe_counter!(
+        "twofa_webhook_messages_total",
+        "Webhook tries, by outcome: delivered, retried or failed."
+    );
+    describe_gauge!(
+        "twofa_webhook_pending",
+        "Webhook messages waiting to be delivered."
+    );
+    describe_histogram!(
+        "twofa_webhook_delivery_seconds",
+        Unit::Seconds,
+        "From a transition to its webhook message's 2xx."
+    );
     describe_histogram!(
         "twofa_relay_lag_seconds",
         Unit::Seconds,
@@ -98,6 +111,7 @@ fn describe() {
     metrics::counter!("twofa_subscriber_reconnects_total").increment(0);
     metrics::gauge!("twofa_waiters").increment(0.0);
     metrics::gauge!("twofa_feed_clients").increment(0.0);
+    metrics::gauge!("twofa_webhook_pending").set(0.0);
 }
 
 /// What one store step did: counts its own moves (not those it relayed for
@@ -124,6 +138,20 @@ pub fn transition(transition: &Transition) {
             Moved::To(Status::Need | Status::QuestionSent) => {}
         }
     }
+}
+
+/// One webhook try recorded: `delivered` (with how long after the
+/// transition it reports), `retried` or `failed`.
+pub fn webhook_try(outcome: &'static str, delivered_after: Option<Duration>) {
+    if let Some(since) = delivered_after {
+        metrics::histogram!("twofa_webhook_delivery_seconds").record(since.as_secs_f64());
+    }
+    metrics::counter!("twofa_webhook_messages_total", "outcome" => outcome).increment(1);
+}
+
+/// Webhook messages waiting to be delivered, over every endpoint.
+pub fn webhooks_pending(pending: usize) {
+    metrics::gauge!("twofa_webhook_pending").set(pending as f64);
 }
 
 /// Moves relayed to the feed, this long after they happened.

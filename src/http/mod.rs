@@ -11,6 +11,7 @@ mod feeds;
 mod health;
 mod openapi;
 mod tokens;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +62,7 @@ pub struct AppState {
     pub store: Store,
     pub subscriber: Subscriber,
     pub limits: Limits,
+    pub webhooks: webhooks::WebhookLimits,
     /// Cancelled on SIGTERM: long polls answer 204 at once instead of
     /// holding shutdown for their whole timeout.
     pub shutdown: CancellationToken,
@@ -81,10 +83,17 @@ fn routes(keys: &Arc<ApiKeys>) -> OpenApiRouter<AppState> {
         .routes(routes!(challenges::cancel))
         .routes(routes!(accesses::get))
         .routes(routes!(accesses::events));
+    let admin = OpenApiRouter::new()
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
+        .routes(routes!(webhooks::rotate))
+        .routes(routes!(webhooks::test))
+        .routes(routes!(webhooks::deliveries));
     let mut routes = openapi::base()
         .merge(openapi::guarded(keys, Allowed::Scraper, scraper))
         .merge(openapi::guarded(keys, Allowed::Frontend, frontend))
         .merge(openapi::guarded(keys, Allowed::Anyone, anyone))
+        .merge(openapi::guarded(keys, Allowed::Admin, admin))
         .routes(routes!(health::alive))
         .routes(routes!(health::ready))
         .routes(routes!(health::metrics))

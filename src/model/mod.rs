@@ -11,6 +11,7 @@ mod challenge;
 mod schema;
 mod text;
 mod trail;
+mod webhook;
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,6 +29,10 @@ pub use text::{
     Question, Reason, Token, ValidationMessage,
 };
 pub use trail::{Move, Moved, TrailEntry, Transition};
+pub use webhook::{
+    CreatedWebhook, Delivery, DeliveryState, EventType, Message, MessageBody, NewWebhook,
+    RotatedSecret, StatusChanged, Webhook, WebhookPatch,
+};
 
 /// Where an access is in its lifecycle. The strings are the public contract:
 /// they are stored in the hash, pushed on the wake list and published.

@@ -132,6 +132,42 @@ impl Keys {
     }
 }
 
+/// The names of one webhook endpoint's keys, which share the hash tag
+/// `{<id>}`: one slot per endpoint, so its queue moves in one step.
+#[derive(Debug, Clone)]
+pub struct WebhookKeys {
+    /// `2fa:webhook:{<id>}`, the HASH of its settings and secrets.
+    pub endpoint: String,
+    /// `2fa:webhook:{<id>}:queue`, a ZSET of its lanes (one per access with
+    /// messages pending), scored by when the head is due or its lease ends.
+    pub queue: String,
+    /// `2fa:webhook:{<id>}:lanes`, a HASH of each lane's pending message
+    /// ids, oldest first.
+    pub lanes: String,
+    /// `2fa:webhook:{<id>}:messages`, a HASH of message id to its record.
+    pub messages: String,
+    /// `2fa:webhook:{<id>}:history`, a ZSET of message ids by creation.
+    pub history: String,
+}
+
+impl Keys {
+    /// `2fa:webhooks`, the ZSET registry of endpoint ids, scored by creation.
+    pub fn webhooks(&self) -> String {
+        format!("{}:webhooks", self.prefix.as_str())
+    }
+
+    pub fn webhook(&self, id: &str) -> WebhookKeys {
+        let endpoint = format!("{}:webhook:{{{id}}}", self.prefix.as_str());
+        WebhookKeys {
+            queue: format!("{endpoint}:queue"),
+            lanes: format!("{endpoint}:lanes"),
+            messages: format!("{endpoint}:messages"),
+            history: format!("{endpoint}:history"),
+            endpoint,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +189,13 @@ mod tests {
         assert_eq!(keys.expiring(), "2fa:expiring");
         assert_eq!(keys.relay(0, 1), "2fa:relay");
         assert_eq!(keys.relay(3, 8), "2fa:relay:{3}");
+        assert_eq!(keys.webhooks(), "2fa:webhooks");
+        let hook = keys.webhook("wh_1");
+        assert_eq!(hook.endpoint, "2fa:webhook:{wh_1}");
+        assert_eq!(hook.queue, "2fa:webhook:{wh_1}:queue");
+        assert_eq!(hook.lanes, "2fa:webhook:{wh_1}:lanes");
+        assert_eq!(hook.messages, "2fa:webhook:{wh_1}:messages");
+        assert_eq!(hook.history, "2fa:webhook:{wh_1}:history");
         assert_eq!(names.submitted, "2fa:access:{001}:submitted");
     }
 

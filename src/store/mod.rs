@@ -10,8 +10,9 @@
 //! - `lifecycle`: post, show, submit, report, cancel and the reads, with their
 //!   retries when overtaken and the answer-rule check;
 //! - `indexes`: a customer's pending index and the expiring index;
-//! - `relay`: the outbox, relayed from each step to the customer's feed at
-//!   least once, inline or by any gateway's sweep;
+//! - `relay`: the outbox, relayed from each step to the customer's feed and
+//!   the webhook queues at least once, inline or by any gateway's sweep;
+//! - `webhooks`: webhook endpoints and their queues;
 //! - `sweep`: expiring what is due; `trail`: the audit trail read back;
 //! - `feed`: the customer's live feed read back; `keys`: every key name;
 //!   `hash`: an access hash read back into the domain types.
@@ -26,6 +27,7 @@ mod script;
 mod steps;
 mod sweep;
 mod trail;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -165,6 +167,11 @@ pub struct Store {
     link: Link,
     /// The relay index's keys, and which of them failed lately.
     buckets: Arc<relay::Buckets>,
+    /// The webhook endpoints the relay queues messages for.
+    subscriptions: Arc<webhooks::Subscriptions>,
+    /// Woken when this gateway queued a webhook message, so its delivery
+    /// worker starts at once.
+    deliveries_due: Arc<tokio::sync::Notify>,
     /// Classic pub/sub on one Redis, sharded on a cluster.
     scripts: &'static Scripts,
     options: StoreOptions,
@@ -206,6 +213,8 @@ impl Store {
         let store = Self {
             link,
             buckets: Arc::new(relay::Buckets::new(target.is_cluster())),
+            subscriptions: Arc::default(),
+            deliveries_due: Arc::default(),
             scripts,
             options,
         };

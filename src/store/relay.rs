@@ -14,8 +14,13 @@
 //! due, reads the access (which relays its outbox, as every step does), and
 //! removes the mark once no step can still be in flight behind it.
 //!
+//! The relay also queues a message per move for every webhook endpoint that
+//! wants it (`webhooks`), before the outbox moves on.
+//!
 //! Relaying twice is harmless: the feed keeps the latest trail id it has
-//! for each access and drops what is not later (`feed_add.lua`).
+//! for each access and drops what is not later (`feed_add.lua`), and a
+//! webhook message's id comes from its move, so an endpoint that has it
+//! already skips it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -190,6 +195,9 @@ impl Store {
             }
         }
         let now = now_ms();
+        if !self.relay_to_webhooks(transition, now).await {
+            return false;
+        }
         for moved in &transition.moves {
             metrics::relayed(Duration::from_millis(now.saturating_sub(moved.at.0)));
         }

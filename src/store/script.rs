@@ -52,6 +52,11 @@ pub struct Scripts {
     pub feed_add: Script,
     pub feed_since: Script,
     pub relay_done: Script,
+    pub webhook_register: Script,
+    pub webhook_update: Script,
+    pub webhook_enqueue: Script,
+    pub webhook_claim: Script,
+    pub webhook_complete: Script,
 }
 
 /// The scripts for a single Redis: `PUBLISH`.
@@ -78,10 +83,15 @@ impl Scripts {
             feed_add: script!(publish, "clock", "stream_ids", "feed_add"),
             feed_since: script!(publish, "stream_ids", "feed_since"),
             relay_done: script!(publish, "stream_ids", "relay_done"),
+            webhook_register: script!(publish, "webhook_register"),
+            webhook_update: script!(publish, "webhook_update"),
+            webhook_enqueue: script!(publish, "webhook_enqueue"),
+            webhook_claim: script!(publish, "webhook_claim"),
+            webhook_complete: script!(publish, "webhook_complete"),
         }
     }
 
-    pub(super) fn all(&self) -> [&Script; 15] {
+    pub(super) fn all(&self) -> [&Script; 20] {
         [
             &self.post_challenge,
             &self.send_question,
@@ -98,6 +108,11 @@ impl Scripts {
             &self.feed_add,
             &self.feed_since,
             &self.relay_done,
+            &self.webhook_register,
+            &self.webhook_update,
+            &self.webhook_enqueue,
+            &self.webhook_claim,
+            &self.webhook_complete,
         ]
     }
 }

@@ -13,6 +13,7 @@
 //! - [`signing`]: the `webhook-signature` header, one value per secret;
 //! - [`schedule`]: the retry schedule, with its jitter.
 
+pub mod delivery;
 pub mod resolver;
 pub mod schedule;
 pub mod secret;

@@ -34,3 +34,4 @@ mod shutdown;
 mod startup;
 mod story;
 mod waiting;
+mod webhooks;

@@ -28,6 +28,14 @@ pub mod keys {
 /// as `keys` holds them. The helpers' requests carry `authorized_as`, or no
 /// key at all.
 pub async fn keyed_app(authorized_as: Option<&str>) -> TestApp {
+    keyed_app_with(authorized_as, |_| {}).await
+}
+
+/// The same, with the configuration tweaked.
+pub async fn keyed_app_with(
+    authorized_as: Option<&str>,
+    tweak: impl FnOnce(&mut Config),
+) -> TestApp {
     let keys = format!(
         "scraper:{},frontend:{},admin:{}",
         keys::SCRAPER,
@@ -36,6 +44,7 @@ pub async fn keyed_app(authorized_as: Option<&str>) -> TestApp {
     );
     let mut app = TestApp::spawn_with(start_redis(), |config| {
         config.api_keys = Some(keys.parse().expect("keys"));
+        tweak(config);
     })
     .await;
     if let Some(key) = authorized_as {

@@ -11,6 +11,7 @@
 //! - `binary`: the real `twofa-bridge` process, for starts, signals and logs.
 //! - `cluster`: a real Redis Cluster, and the faults the cluster tests cause.
 //! - `scrapers`: scrapers through the crate's own typed `Client`.
+//! - `receiver`: a webhook receiver that verifies every signature.
 //! - `rng`: random choices a failing run can replay from its seed.
 
 use std::future::Future;
@@ -24,16 +25,18 @@ mod cluster;
 mod feed;
 mod http;
 mod operator;
+mod receiver;
 mod redis_servers;
 mod rng;
 mod scrapers;
 
-pub use app::{TestApp, keyed_app, keys};
+pub use app::{TestApp, keyed_app, keyed_app_with, keys};
 pub use binary::{Binary, refused_start};
 pub use cluster::Cluster;
 pub use feed::FeedClient;
 pub use http::Reply;
 pub use operator::{TrailStep, field, step, stored_hashes, trails};
+pub use receiver::Receiver;
 pub use redis_servers::{redis_connection, start_redis, start_redis_with};
 pub use rng::Rng;
 pub use scrapers::{

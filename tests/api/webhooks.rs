@@ -1,0 +1,262 @@
+//! Webhooks: TesBack hears of every challenge with no page open. Each test
+//! runs a real receiver that verifies every signature with the
+//! `standardwebhooks` crate.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::{Receiver, TestApp, keyed_app_with, keys};
+
+/// A gateway that lets endpoints use loopback `http` URLs, with API keys.
+async fn gateway(authorized_as: &str) -> TestApp {
+    keyed_app_with(Some(authorized_as), |config| {
+        config.webhook_allow_http = true;
+        config.webhook_allow_private = true;
+    })
+    .await
+}
+
+/// Registers the receiver; returns the endpoint's id, trusting its secret.
+async fn register(app: &TestApp, receiver: &Receiver) -> String {
+    let created = app
+        .send(
+            Method::POST,
+            "/v1/webhooks",
+            Some(json!({"url": receiver.url, "description": "TesBack"})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    let id = created.body["id"].as_str().expect("an id").to_owned();
+    assert_eq!(
+        created.headers["location"],
+        format!("/v1/webhooks/{id}").as_str()
+    );
+    let secret = created.body["secret"].as_str().expect("a secret");
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    assert_eq!(created.body["disabled"], false);
+    assert_eq!(
+        created.body["events"],
+        json!(["challenge.waiting", "access.status_changed"])
+    );
+    receiver.trust(&[secret]);
+    id
+}
+
+fn kind_and_status(message: &Value) -> (String, String) {
+    (
+        message["type"].as_str().unwrap_or_default().to_owned(),
+        message["data"]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_story_reaches_tesback_in_order_signed_and_without_a_token() {
+    let app = gateway(keys::ADMIN).await;
+    let mut receiver = Receiver::start().await;
+    register(&app, &receiver).await;
+
+    app.challenge("001", "c1", "Enter the code sent by SMS")
+        .await;
+    let waiting = receiver.next().await;
+    assert_eq!(waiting.body["type"], "challenge.waiting");
+    assert_eq!(waiting.body["data"]["access"], "001");
+    assert_eq!(waiting.body["data"]["customer"], "c1");
+    assert_eq!(waiting.body["data"]["status"], "need");
+    assert_eq!(
+        waiting.body["data"]["doubleAuthQuestion"],
+        "Enter the code sent by SMS"
+    );
+    assert!(
+        waiting.headers["user-agent"]
+            .to_str()
+            .is_ok_and(|agent| agent.starts_with("twofa-bridge/")),
+        "{:?}",
+        waiting.headers
+    );
+    assert_eq!(waiting.headers["content-type"], "application/json");
+
+    app.listed("c1").await;
+    app.submit("001", "987654").await;
+    app.report("001", "ok").await;
+    let mut story = Vec::new();
+    for _ in 0..3 {
+        let message = receiver.next().await;
+        assert!(
+            !message.raw.contains("987654"),
+            "a token in {}",
+            message.raw
+        );
+        story.push(kind_and_status(&message.body));
+    }
+    let expected = ["question_sent", "token_received", "ok"]
+        .map(|status| ("access.status_changed".to_owned(), status.to_owned()));
+    assert_eq!(story, expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_receiver_gets_the_message_again_with_the_same_id() {
+    let app = gateway(keys::ADMIN).await;
+    let mut receiver = Receiver::start().await;
+    let id = register(&app, &receiver).await;
+    receiver.answer(&[500, 500]);
+    app.challenge("001", "c1", "q").await;
+    let tries: Vec<String> = [
+        receiver.next().await,
+        receiver.next().await,
+        receiver.next().await,
+    ]
+    .iter()
+    .map(|message| message.id.clone())
+    .collect();
+    assert!(tries[0].starts_with("msg_"), "{tries:?}");
+    assert!(tries.iter().all(|id| *id == tries[0]), "{tries:?}");
+    let path = format!("/v1/webhooks/{id}/deliveries");
+    let mut rows = Value::Null;
+    for _ in 0..200 {
+        rows = app.send(Method::GET, &path, None).await.body;
+        if rows[0]["state"] == "delivered" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(rows[0]["messageId"], tries[0].as_str(), "{rows}");
+    assert_eq!(rows[0]["tries"], 3, "{rows}");
+    assert_eq!(rows[0]["state"], "delivered", "{rows}");
+    assert_eq!(rows[0]["lastStatus"], 200, "{rows}");
+    assert_eq!(rows[0]["type"], "challenge.waiting", "{rows}");
+    assert_eq!(rows[0]["access"], "001", "{rows}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_an_admin_key_reaches_webhooks_and_no_list_shows_a_secret() {
+    let mut app = gateway(keys::ADMIN).await;
+    let receiver = Receiver::start().await;
+    let id = register(&app, &receiver).await;
+    let listed = app.send(Method::GET, "/v1/webhooks", None).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(listed.body[0]["id"], id.as_str());
+    let one = app
+        .send(Method::GET, &format!("/v1/webhooks/{id}"), None)
+        .await;
+    assert_eq!(one.status, StatusCode::OK);
+    for shown in [&listed.body[0], &one.body] {
+        assert!(shown.get("secret").is_none(), "{shown}");
+        assert!(!shown.to_string().contains("whsec_"), "{shown}");
+    }
+    for key in [keys::SCRAPER, keys::FRONTEND] {
+        app.authorize(key);
+        for (method, path) in [
+            (Method::GET, "/v1/webhooks".to_owned()),
+            (Method::POST, "/v1/webhooks".to_owned()),
+            (Method::GET, format!("/v1/webhooks/{id}")),
+            (Method::DELETE, format!("/v1/webhooks/{id}")),
+            (Method::POST, format!("/v1/webhooks/{id}/rotate")),
+        ] {
+            let refused = app.send(method, &path, Some(json!({}))).await;
+            refused.assert_error(StatusCode::FORBIDDEN, "forbidden");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn urls_that_point_inward_or_are_not_https_are_refused() {
+    // Without the allow flags, as in production.
+    let app = TestApp::spawn().await;
+    for url in [
+        "http://tesback.example/hooks",
+        "https://127.0.0.1/hooks",
+        "https://localhost/hooks",
+        "https://10.0.0.8/hooks",
+        "https://192.168.1.1/hooks",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]/hooks",
+        "https://[fd00::1]/hooks",
+        "file:///etc/passwd",
+        "https://user:pw@tesback.example/hooks",
+        "https://tesback.example/hooks#top",
+    ] {
+        let refused = app
+            .send(Method::POST, "/v1/webhooks", Some(json!({ "url": url })))
+            .await;
+        refused.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    }
+    let listed = app.send(Method::GET, "/v1/webhooks", None).await;
+    assert_eq!(listed.body, json!([]), "nothing was registered");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_endpoint_gets_nothing_and_a_410_disables_one() {
+    let app = gateway(keys::ADMIN).await;
+    let mut gone = Receiver::start().await;
+    let gone_id = register(&app, &gone).await;
+    let mut kept = Receiver::start().await;
+    register(&app, &kept).await;
+    let mut deleted = Receiver::start().await;
+    let deleted_id = register(&app, &deleted).await;
+    let removed = app
+        .send(Method::DELETE, &format!("/v1/webhooks/{deleted_id}"), None)
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+
+    gone.answer(&[410]);
+    app.challenge("001", "c1", "q").await;
+    assert_eq!(gone.next().await.body["type"], "challenge.waiting");
+    assert_eq!(kept.next().await.body["type"], "challenge.waiting");
+    let path = format!("/v1/webhooks/{gone_id}");
+    app.until("the 410 disabled its endpoint", || async {
+        app.send(Method::GET, &path, None).await.body["disabled"] == true
+    })
+    .await;
+
+    // The next message reaches the kept endpoint only. Deliveries to one
+    // endpoint do not wait for another's, so the kept one's arrival
+    // proves nothing about the others: their queues are checked too.
+    app.cancel("001").await;
+    assert_eq!(kept.next().await.body["data"]["status"], "cancelled");
+    let rows = app
+        .send(
+            Method::GET,
+            &format!("/v1/webhooks/{gone_id}/deliveries"),
+            None,
+        )
+        .await;
+    assert_eq!(rows.body.as_array().map(Vec::len), Some(1), "{rows:?}");
+    assert_eq!(rows.body[0]["state"], "failed");
+    assert!(gone.try_next().is_none());
+    assert!(deleted.try_next().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn during_a_rotation_both_secrets_sign() {
+    let app = gateway(keys::ADMIN).await;
+    let mut old_only = Receiver::start().await;
+    let id = register(&app, &old_only).await;
+    let rotated = app
+        .send(Method::POST, &format!("/v1/webhooks/{id}/rotate"), None)
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK);
+    let new = rotated.body["secret"]
+        .as_str()
+        .expect("a new secret")
+        .to_owned();
+    // Still verified with the old secret alone (the receiver trusts it).
+    let test = app
+        .send(Method::POST, &format!("/v1/webhooks/{id}/test"), None)
+        .await;
+    assert_eq!(test.status, StatusCode::ACCEPTED);
+    let message = old_only.next().await;
+    assert_eq!(message.body["type"], "webhook.test");
+    assert_eq!(message.body["data"], json!({}));
+    // And with the new one alone.
+    old_only.trust(&[&new]);
+    app.send(Method::POST, &format!("/v1/webhooks/{id}/test"), None)
+        .await;
+    let signatures = old_only.next().await.headers["webhook-signature"]
+        .to_str()
+        .expect("a header")
+        .to_owned();
+    assert_eq!(signatures.split(' ').count(), 2, "{signatures}");
+}
