@@ -51,6 +51,11 @@ enum Command {
     /// A simulated scraper for the demo page: post, wait, print the token,
     /// report.
     DemoScraper(commands::DemoScraperArgs),
+    /// Register, list, remove and rotate webhook endpoints, and see their
+    /// deliveries (admin).
+    Webhook(commands::WebhookArgs),
+    /// A webhook receiver on loopback that prints each verified message.
+    DemoReceiver(commands::DemoReceiverArgs),
     /// Print the OpenAPI 3.1 description the gateway serves at /openapi.json.
     #[command(after_help = "Example: twofa-bridge openapi > docs/openapi.json")]
     Openapi,
@@ -95,6 +100,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Some(Command::Cancel(args)) => commands::cancel(args).await,
         Some(Command::Inspect(args)) => commands::inspect(args).await,
         Some(Command::DemoScraper(args)) => commands::demo_scraper(args).await,
+        Some(Command::Webhook(args)) => commands::webhook(args).await,
+        Some(Command::DemoReceiver(args)) => commands::demo_receiver(args).await,
         Some(Command::Openapi) => commands::openapi(),
     }
 }

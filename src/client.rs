@@ -17,6 +17,8 @@
 //! # Ok(()) }
 //! ```
 
+mod webhooks;
+
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};

@@ -1,7 +1,7 @@
 //! The client subcommands of `twofa-bridge`, for shell scripts and for
 //! scrapers in any language: `challenge`, `wait`, `submit`, `report`,
 //! `list`, `cancel`, and `inspect` (which reads Redis itself, for
-//! operators).
+//! operators); `webhook` for the admin's endpoints, and `demo-receiver`.
 //!
 //! Results go to stdout as JSON (a token alone, for `wait`); everything
 //! else, such as errors and the spinner, goes to stderr.
@@ -23,7 +23,9 @@ use crate::redis_target::{Target, TargetError, redacted_url};
 use crate::store::{Keys, Prefix};
 
 mod demo_scraper;
+mod webhook;
 pub use demo_scraper::{DemoScraperArgs, demo_scraper};
+pub use webhook::{DemoReceiverArgs, WebhookArgs, demo_receiver, webhook};
 
 /// `wait` exit codes, for scripts: a token is 0.
 const EXIT_TIMEOUT: u8 = 3;

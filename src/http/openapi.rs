@@ -9,8 +9,10 @@ use axum::Extension;
 use axum::http::header;
 use axum::middleware;
 use axum::response::IntoResponse;
+use utoipa::openapi::Required;
 use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder, PathItem, Paths};
+use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, Response, ResponseBuilder};
@@ -21,7 +23,9 @@ use super::AppState;
 use super::auth;
 use super::error::ErrorBody;
 use crate::auth::{Allowed, ApiKeys, Role};
-use crate::model::{AccessId, CustomerId, StatusChange};
+use crate::model::{
+    AccessId, ChallengeWaitingMessage, CustomerId, StatusChange, StatusChangedMessage, TestMessage,
+};
 
 /// The name of the security scheme every keyed route names.
 const SCHEME: &str = "apiKey";
@@ -40,15 +44,80 @@ const SCHEME: &str = "apiKey";
             Without keys the gateway listens on loopback only and asks for none.",
         license(name = "MIT OR Apache-2.0")
     ),
-    components(schemas(StatusChange, ErrorBody)),
-    modifiers(&BearerKeys),
+    components(schemas(
+        StatusChange,
+        ErrorBody,
+        ChallengeWaitingMessage,
+        StatusChangedMessage,
+        TestMessage
+    )),
+    modifiers(&BearerKeys, &WebhookMessages),
     tags(
         (name = "scraper", description = "The robot that logs into the bank"),
         (name = "frontend", description = "TesBack, which shows the challenge to the customer"),
+        (name = "admin", description = "Webhook endpoints, for the admin key"),
         (name = "operations", description = "Health, readiness, metrics and this document")
     )
 )]
 struct ApiDoc;
+
+/// The messages a webhook endpoint receives, in OpenAPI 3.1's top-level
+/// `webhooks`: each a `POST` with its body, signed after Standard Webhooks.
+struct WebhookMessages;
+
+impl Modify for WebhookMessages {
+    fn modify(&self, doc: &mut Document) {
+        let messages = [
+            (
+                "challenge.waiting",
+                "ChallengeWaitingMessage",
+                "A challenge started waiting for its customer",
+            ),
+            (
+                "access.status_changed",
+                "StatusChangedMessage",
+                "An access moved to another status, question_sent through cancelled",
+            ),
+            (
+                "webhook.test",
+                "TestMessage",
+                "Sent by POST /v1/webhooks/{id}/test",
+            ),
+        ];
+        let mut paths = Paths::new();
+        for (name, schema, summary) in messages {
+            let body = RequestBodyBuilder::new()
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name(schema)))
+                        .build(),
+                )
+                .required(Some(Required::True))
+                .build();
+            let operation = OperationBuilder::new()
+                .summary(Some(summary))
+                .description(Some(
+                    "Headers: `webhook-id` (`msg_…`, the same on every try), `webhook-timestamp` \
+                     (Unix seconds of the try) and `webhook-signature` (`v1,<base64>` of \
+                     HMAC-SHA256 over `{id}.{timestamp}.{body}`, keyed with the secret's \
+                     decoded bytes; two values during a rotation).",
+                ))
+                .request_body(Some(body))
+                .response(
+                    "2XX",
+                    ResponseBuilder::new()
+                        .description("Delivered. Anything else is tried again later; 410 disables the endpoint.")
+                        .build(),
+                )
+                .build();
+            paths
+                .paths
+                .insert(name.to_owned(), PathItem::new(HttpMethod::Post, operation));
+        }
+        doc.webhooks = Some(paths);
+    }
+}
 
 struct BearerKeys;
 

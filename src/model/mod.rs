@@ -30,8 +30,9 @@ pub use text::{
 };
 pub use trail::{Move, Moved, TrailEntry, Transition};
 pub use webhook::{
-    CreatedWebhook, Delivery, DeliveryState, EventType, Message, MessageBody, NewWebhook,
-    RotatedSecret, StatusChanged, Webhook, WebhookPatch,
+    ChallengeWaitingMessage, CreatedWebhook, Delivery, DeliveryState, EventType, Message,
+    MessageBody, NewWebhook, RotatedSecret, StatusChanged, StatusChangedMessage, TestMessage,
+    Webhook, WebhookPatch,
 };
 
 /// Where an access is in its lifecycle. The strings are the public contract:

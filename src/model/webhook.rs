@@ -35,17 +35,17 @@ impl EventType {
 }
 
 /// `POST /v1/webhooks`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
     /// An absolute `https` URL of at most 2,048 characters, with no userinfo
     /// and no fragment, whose host is not on a private network.
     pub url: String,
     /// Both when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<EventType>>,
     /// At most 256 characters.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
 
@@ -145,6 +145,44 @@ pub struct MessageBody<T: Serialize> {
     pub kind: &'static str,
     pub timestamp: UnixMillis,
     pub data: T,
+}
+
+/// The body of a `challenge.waiting` message, as the OpenAPI document's
+/// `webhooks` describe it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChallengeWaitingMessage {
+    /// `challenge.waiting`.
+    #[serde(rename = "type")]
+    #[schema(pattern = "^challenge\\.waiting$")]
+    pub kind: String,
+    pub timestamp: UnixMillis,
+    /// The item as `GET /v1/customers/{customer}/challenges` shows it, in
+    /// status `need`, with `hasImage` but never the image.
+    pub data: Access,
+}
+
+/// The body of an `access.status_changed` message.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusChangedMessage {
+    /// `access.status_changed`.
+    #[serde(rename = "type")]
+    #[schema(pattern = "^access\\.status_changed$")]
+    pub kind: String,
+    pub timestamp: UnixMillis,
+    pub data: StatusChanged,
+}
+
+/// The body of a `webhook.test` message.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestMessage {
+    /// `webhook.test`.
+    #[serde(rename = "type")]
+    #[schema(pattern = "^webhook\\.test$")]
+    pub kind: String,
+    pub timestamp: UnixMillis,
+    /// Always `{}`.
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
 }
 
 /// One message for the endpoints that want its type.

@@ -145,27 +145,13 @@ fn openapi_prints_the_committed_document_without_a_server() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn readmes_python_scraper_gets_the_token_from_redis_alone() {
-    let importable = std::process::Command::new("python3")
-        .args(["-c", "import redis"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !importable {
-        eprintln!("skipped: python3 with redis-py is not available (scripts/test installs it)");
+    let Some(snippet) = crate::support::readme_python("python-scraper", "redis") else {
         return;
-    }
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
-    let snippet = readme
-        .split("<!-- python-scraper -->")
-        .nth(1)
-        .and_then(|rest| rest.split("<!-- /python-scraper -->").next())
-        .and_then(|block| block.split("```python").nth(1))
-        .and_then(|code| code.split("```").next())
-        .expect("the Python snippet in README");
+    };
     let app = TestApp::spawn().await;
     app.challenge("001", "c1", "123456").await;
     let scraper = tokio::process::Command::new("python3")
-        .args(["-c", snippet])
+        .args(["-c", &snippet])
         .env("REDIS_URL", app.redis.url())
         .env("ACCESS", "001")
         .output();
@@ -175,4 +161,75 @@ async fn readmes_python_scraper_gets_the_token_from_redis_alone() {
     let output = crate::support::settled(scraper).await.expect("python3 ran");
     assert!(output.status.success(), "{output:?}");
     assert_eq!(String::from_utf8_lossy(&output.stdout), "987654\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_through_the_command_line_and_the_demo_receiver() {
+    use tokio::io::AsyncBufReadExt;
+    let app = TestApp::spawn_with(crate::support::start_redis(), |config| {
+        config.webhook_allow_http = true;
+        config.webhook_allow_private = true;
+    })
+    .await;
+    let port = crate::support::free_port().to_string();
+    let hook_url = format!("http://127.0.0.1:{port}/hooks");
+    let added = json(
+        &cli(
+            &app.base,
+            &["webhook", "add", &hook_url, "--events", "challenge.waiting"],
+        )
+        .await,
+    );
+    let (id, secret) = (
+        added["id"].as_str().expect("an id"),
+        added["secret"].as_str().expect("a secret"),
+    );
+    assert_eq!(added["events"], serde_json::json!(["challenge.waiting"]));
+    let mut receiver = tokio::process::Command::new(env!("CARGO_BIN_EXE_twofa-bridge"))
+        .args(["demo-receiver", "--port", &port, "--secret", secret])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the receiver starts");
+    let mut said = tokio::io::BufReader::new(receiver.stderr.take().expect("stderr")).lines();
+    let listening = said.next_line().await.expect("stderr").unwrap_or_default();
+    assert!(listening.contains("listening"), "{listening}");
+    let mut printed = tokio::io::BufReader::new(receiver.stdout.take().expect("stdout")).lines();
+    app.challenge("001", "c1", "Enter the code").await;
+    let line = tokio::time::timeout(crate::support::PATIENCE, printed.next_line())
+        .await
+        .expect("a message in time")
+        .expect("stdout")
+        .expect("a line");
+    let line: Value = serde_json::from_str(&line).expect("a JSON line");
+    assert_eq!(line["message"]["type"], "challenge.waiting", "{line}");
+    assert!(
+        line["webhookId"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("msg_"))
+    );
+
+    let listed = json(&cli(&app.base, &["webhook", "list"]).await);
+    assert_eq!(listed[0]["id"], id);
+    assert!(listed[0].get("secret").is_none());
+    let rows = json(&cli(&app.base, &["webhook", "deliveries", id, "--limit", "5"]).await);
+    assert_eq!(rows[0]["type"], "challenge.waiting");
+    let rotated = json(&cli(&app.base, &["webhook", "rotate", id]).await);
+    assert!(
+        rotated["secret"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("whsec_") && s != secret)
+    );
+    json(&cli(&app.base, &["webhook", "remove", id]).await);
+    assert_eq!(
+        json(&cli(&app.base, &["webhook", "list"]).await),
+        serde_json::json!([])
+    );
+    let unknown = cli(
+        &app.base,
+        &["webhook", "add", &hook_url, "--events", "everything"],
+    )
+    .await;
+    assert_eq!(unknown.status.code(), Some(2), "{unknown:?}");
 }

@@ -1,18 +1,36 @@
 //! The outbox: a gateway SIGKILLed the instant a step commits, before it
 //! relays what the step recorded, loses nothing. Another gateway's sweep
-//! relays it, once, in order. The crash is driven by a test-only fault point
+//! relays it, once, in order, to the customer's feed and to every webhook
+//! endpoint. The crash is driven by a test-only fault point
 //! (`TWOFA_TEST_HALT_AFTER`), never by a sleep.
 
 use twofa_bridge::client::Client;
 use twofa_bridge::model::Token;
 
-use crate::support::{Binary, TestApp, code_challenge, settled, start_redis};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::support::{Binary, Receiver, TestApp, code_challenge, settled, start_redis};
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_gateway_killed_between_a_commit_and_its_relay_loses_no_feed_event() {
+async fn a_gateway_killed_between_a_commit_and_its_relay_loses_no_event() {
     let redis = start_redis();
-    let survivor = TestApp::spawn_on(redis.clone()).await;
+    let survivor = TestApp::spawn_with(redis.clone(), |config| {
+        config.webhook_allow_http = true;
+        config.webhook_allow_private = true;
+    })
+    .await;
     let mut feed = survivor.open_feed("c1", None).await;
+    let mut receiver = Receiver::start().await;
+    let created = survivor
+        .send(
+            Method::POST,
+            "/v1/webhooks",
+            Some(json!({ "url": receiver.url })),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    receiver.trust(&[created.body["secret"].as_str().expect("a secret")]);
 
     // Killed right after the post commits: the challenge is in Redis, and
     // this gateway never tells the feed.
@@ -56,5 +74,28 @@ async fn a_gateway_killed_between_a_commit_and_its_relay_loses_no_feed_event() {
         events,
         expected.map(|(event, status)| (event.to_owned(), status.to_owned()))
     );
-    assert!(!survivor.hash("001").await.contains_key("relay_from"));
+    // The relay moves the outbox on once every consumer has it, just after
+    // the feed.
+    survivor
+        .until("the outbox is empty", || async {
+            !survivor.hash("001").await.contains_key("relay_from")
+        })
+        .await;
+
+    // TesBack heard all of it too, in order.
+    let mut heard = Vec::new();
+    for _ in 0..3 {
+        let message = receiver.next().await;
+        let status = message.body["data"]["status"].as_str().map(str::to_owned);
+        heard.push((message.body["type"].as_str().map(str::to_owned), status));
+    }
+    let expected = [
+        ("challenge.waiting", "need"),
+        ("access.status_changed", "question_sent"),
+        ("access.status_changed", "token_received"),
+    ];
+    assert_eq!(
+        heard,
+        expected.map(|(kind, status)| (Some(kind.to_owned()), Some(status.to_owned())))
+    );
 }

@@ -5,7 +5,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{Receiver, TestApp, keyed_app_with, keys};
+use crate::support::{Receiver, TestApp, hanging_receiver, keyed_app_with, keys};
 
 /// A gateway that lets endpoints use loopback `http` URLs, with API keys.
 async fn gateway(authorized_as: &str) -> TestApp {
@@ -259,4 +259,106 @@ async fn during_a_rotation_both_secrets_sign() {
         .expect("a header")
         .to_owned();
     assert_eq!(signatures.split(' ').count(), 2, "{signatures}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readmes_python_receiver_verifies_a_real_message_and_drops_a_duplicate() {
+    let Some(snippet) = crate::support::readme_python("python-receiver", "standardwebhooks") else {
+        return;
+    };
+    let app = gateway(keys::ADMIN).await;
+    let mut receiver = Receiver::start().await;
+    register(&app, &receiver).await;
+    let created = app.send(Method::GET, "/v1/webhooks", None).await;
+    let id = created.body[0]["id"].as_str().expect("an id").to_owned();
+    let rotated = app
+        .send(Method::POST, &format!("/v1/webhooks/{id}/rotate"), None)
+        .await;
+    let secret = rotated.body["secret"]
+        .as_str()
+        .expect("a secret")
+        .to_owned();
+    receiver.trust(&[&secret]);
+    app.challenge("001", "c1", "q").await;
+    let message = receiver.next().await;
+    let headers: serde_json::Map<String, Value> = message
+        .headers
+        .iter()
+        .filter(|(name, _)| name.as_str().starts_with("webhook-"))
+        .map(|(name, value)| (name.to_string(), json!(value.to_str().expect("a header"))))
+        .collect();
+    // The same message twice, then one whose body was changed.
+    let program = format!(
+        "{snippet}\nimport json, sys\nm = json.loads(sys.stdin.read())\n\
+         print(json.dumps(receive(m['body'].encode(), m['headers'])))\n\
+         print(json.dumps(receive(m['body'].encode(), m['headers'])))\n\
+         receive(m['body'].replace('001', '002').encode(), m['headers'])\n"
+    );
+    let input = json!({"body": message.raw, "headers": headers}).to_string();
+    let mut python = tokio::process::Command::new("python3")
+        .args(["-c", &program])
+        .env("TWOFA_WEBHOOK_SECRET", &secret)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    use tokio::io::AsyncWriteExt;
+    let mut stdin = python.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).await.expect("written");
+    drop(stdin);
+    let output = python.wait_with_output().await.expect("python3 ran");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{output:?}");
+    let verified: Value = serde_json::from_str(lines[0]).expect("the message");
+    assert_eq!(verified["type"], "challenge.waiting", "{output:?}");
+    assert_eq!(verified["data"]["access"], "001");
+    assert_eq!(lines[1], "null", "the duplicate is dropped");
+    assert!(!output.status.success(), "a changed body must not verify");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("WebhookVerificationError"),
+        "{output:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_that_hangs_never_slows_a_submission_or_a_wake() {
+    let app = gateway(keys::ADMIN).await;
+    let (url, _held) = hanging_receiver().await;
+    let created = app
+        .send(Method::POST, "/v1/webhooks", Some(json!({ "url": url })))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    // Every one of these accesses' messages hangs in flight (the timeout is
+    // 5 s) while the story goes on.
+    for i in 0..20 {
+        let access = format!("a{i:02}");
+        app.challenge(&access, "c1", "q").await;
+        let waiter = app.spawn_wait(&access, 30.0);
+        app.until_waiting(1).await;
+        let started = std::time::Instant::now();
+        let stored = app.submit(&access, "987654").await;
+        let woken = crate::support::settled(waiter).await;
+        let took = started.elapsed();
+        assert_eq!(stored.status, StatusCode::OK, "{stored:?}");
+        assert_eq!(woken.body["token"], "987654", "{woken:?}");
+        assert!(
+            took < std::time::Duration::from_millis(500),
+            "a submission and its wake took {took:?} with a hanging receiver"
+        );
+    }
+    // Meanwhile no message got through: they all hang, or wait behind.
+    let id = created.body["id"].as_str().expect("an id");
+    let rows = app
+        .send(
+            Method::GET,
+            &format!("/v1/webhooks/{id}/deliveries?limit=100"),
+            None,
+        )
+        .await
+        .body;
+    let rows = rows.as_array().expect("rows");
+    assert!(rows.len() >= 20, "{rows:?}");
+    assert!(rows.iter().all(|row| row["state"] == "pending"), "{rows:?}");
 }

@@ -36,7 +36,7 @@ pub use cluster::Cluster;
 pub use feed::FeedClient;
 pub use http::Reply;
 pub use operator::{TrailStep, field, step, stored_hashes, trails};
-pub use receiver::Receiver;
+pub use receiver::{Receiver, hanging_receiver};
 pub use redis_servers::{redis_connection, start_redis, start_redis_with};
 pub use rng::Rng;
 pub use scrapers::{
@@ -80,4 +80,29 @@ pub fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .expect("a free loopback port")
         .port()
+}
+
+/// README's Python code between `<!-- name -->` and `<!-- /name -->`, or
+/// `None` (and a line saying the test is skipped) when python3 cannot import
+/// `module`: the test that runs it for real needs it, and `scripts/test`
+/// installs it where pip can.
+pub fn readme_python(name: &str, module: &str) -> Option<String> {
+    let importable = std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !importable {
+        eprintln!("skipped: python3 cannot import {module} (scripts/test installs it)");
+        return None;
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let snippet = readme
+        .split(&format!("<!-- {name} -->"))
+        .nth(1)
+        .and_then(|rest| rest.split(&format!("<!-- /{name} -->")).next())
+        .and_then(|block| block.split("```python").nth(1))
+        .and_then(|code| code.split("```").next())
+        .unwrap_or_else(|| panic!("README's {name} snippet"));
+    Some(snippet.to_owned())
 }

@@ -120,3 +120,22 @@ async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) 
         .pop_front()
         .unwrap_or(StatusCode::OK)
 }
+
+/// A receiver that accepts connections and never answers, for as long as
+/// the returned task lives: a URL to register.
+pub async fn hanging_receiver() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let url = format!(
+        "http://{}/hooks",
+        listener.local_addr().expect("bound address")
+    );
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket);
+        }
+    });
+    (url, held)
+}
