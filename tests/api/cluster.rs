@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use tokio::task::JoinHandle;
 
-use crate::support::{Cluster, FeedClient, PATIENCE, Reply, TestApp, settled};
+use crate::support::{Cluster, FeedClient, PATIENCE, Receiver, Reply, TestApp, settled};
 
 /// Reads the feed until an event says `access` is in `status`.
 async fn until_event(feed: &mut FeedClient, access: &str, status: &str) {
@@ -328,4 +328,58 @@ async fn a_frozen_primary_holds_up_only_its_own_shard() {
     // Thawed, its own waiters get their tokens.
     signal(&pid, "CONT");
     scene.deliver_to_victim(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_webhook_story_runs_on_a_three_primary_cluster() {
+    let cluster = Cluster::start(3, 0).await;
+    let url = cluster.url();
+    let app = TestApp::spawn_with(cluster.node(0), |config| {
+        config.redis_url = Some(url);
+        config.heartbeat_ms = 200;
+        config.webhook_allow_http = true;
+        config.webhook_allow_private = true;
+    })
+    .await;
+    let mut receiver = Receiver::start().await;
+    let created = app
+        .send(
+            reqwest::Method::POST,
+            "/v1/webhooks",
+            Some(serde_json::json!({ "url": receiver.url })),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    receiver.trust(&[created.body["secret"].as_str().expect("a secret")]);
+    // Accesses on every shard, each through its whole story.
+    let accesses: Vec<String> = (1..=6).map(|i| format!("hook-{i}")).collect();
+    let mut shards = BTreeSet::new();
+    for access in &accesses {
+        shards.insert(cluster.owner_of(access).await);
+        app.challenge(access, "c1", "q").await;
+    }
+    assert_eq!(shards.len(), 3, "the accesses span all three shards");
+    app.listed("c1").await;
+    for access in &accesses {
+        app.submit(access, "987654").await;
+        app.report(access, "ok").await;
+    }
+    let mut heard: HashMap<String, Vec<String>> = HashMap::new();
+    for _ in 0..accesses.len() * 4 {
+        let message = receiver.next().await;
+        assert!(!message.raw.contains("987654"), "{}", message.raw);
+        let access = message.body["data"]["access"].as_str().expect("an access");
+        let status = message.body["data"]["status"].as_str().expect("a status");
+        heard
+            .entry(access.to_owned())
+            .or_default()
+            .push(status.to_owned());
+    }
+    for access in &accesses {
+        assert_eq!(
+            heard[access],
+            ["need", "question_sent", "token_received", "ok"],
+            "{access}"
+        );
+    }
 }
