@@ -99,6 +99,7 @@ impl Application {
                 timeout: Duration::from_millis(config.webhook_timeout_ms),
                 concurrency: usize::try_from(config.webhook_concurrency).unwrap_or(usize::MAX),
                 policy,
+                delay_divisor: crate::fault::webhook_delay_divisor(config),
             },
             shutdown.clone(),
         ));

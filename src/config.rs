@@ -152,6 +152,14 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=1_000))]
     pub webhook_concurrency: u64,
 
+    /// Test-only (the `fault-points` feature): divides the webhook retry
+    /// delays, so a test of a receiver that fails or is down does not wait
+    /// the real schedule out.
+    #[cfg(feature = "fault-points")]
+    #[arg(long, env = "TWOFA_TEST_WEBHOOK_DELAY_DIVISOR", default_value_t = 1, hide = true,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub test_webhook_delay_divisor: u32,
+
     /// Seconds a rotated-out webhook secret keeps signing beside the new one.
     #[arg(long, env = "TWOFA_WEBHOOK_ROTATION_GRACE", default_value_t = 3_600,
           value_parser = clap::value_parser!(u64).range(0..=604_800))]

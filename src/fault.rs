@@ -1,6 +1,9 @@
 //! Test-only fault points, compiled in only with the `fault-points` feature
 //! (which README's test command turns on), so a production build has none.
 //!
+//! `TWOFA_TEST_WEBHOOK_DELAY_DIVISOR=<n>` (or the config field) divides the
+//! webhook retry delays.
+//!
 //! `TWOFA_TEST_HALT_AFTER=<step>` (`post`, `show`, `submit`, `report`,
 //! `cancel`, `read`, `expire`) halts every request that runs that step, right
 //! after the step committed in Redis and before its outbox is relayed. The
@@ -26,3 +29,14 @@ pub async fn after_commit(step: &'static str) {
 /// Without the feature, nothing.
 #[cfg(not(feature = "fault-points"))]
 pub async fn after_commit(_step: &'static str) {}
+
+/// What the webhook retry delays are divided by: 1 but in tests.
+#[cfg(feature = "fault-points")]
+pub fn webhook_delay_divisor(config: &crate::config::Config) -> u32 {
+    config.test_webhook_delay_divisor
+}
+
+#[cfg(not(feature = "fault-points"))]
+pub fn webhook_delay_divisor(_config: &crate::config::Config) -> u32 {
+    1
+}

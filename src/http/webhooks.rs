@@ -41,16 +41,16 @@ fn now() -> UnixMillis {
 }
 
 /// The URL, checked as registration checks it: its form, and where its host
-/// resolves to.
+/// resolves to, if it resolves.
 async fn checked_url(url: &str, policy: &UrlPolicy) -> Result<String, AppError> {
     let url =
         WebhookUrl::parse(url, policy).map_err(|e| AppError::Unprocessable(format!("url: {e}")))?;
     match check_host(&url, policy).await {
         Ok(()) => Ok(url.as_str().to_owned()),
         Err(HostError::Forbidden(e)) => Err(AppError::Unprocessable(format!("url: {e}"))),
-        Err(HostError::Unresolved(_)) => Err(AppError::Unprocessable(
-            "url: its host does not resolve".to_owned(),
-        )),
+        // A name that does not resolve now (a DNS hiccup, a record not
+        // published yet) is taken: every delivery checks it again.
+        Err(HostError::Unresolved(_)) => Ok(url.as_str().to_owned()),
     }
 }
 

@@ -36,6 +36,8 @@ pub struct DeliveryOptions {
     /// Most deliveries in flight per endpoint on this gateway.
     pub concurrency: usize,
     pub policy: UrlPolicy,
+    /// 1, but in tests (`fault::webhook_delay_divisor`).
+    pub delay_divisor: u32,
 }
 
 impl DeliveryOptions {
@@ -125,6 +127,7 @@ pub async fn run(store: Store, options: DeliveryOptions, shutdown: CancellationT
                     url: claim.url.clone(),
                     secrets: claim.secrets.clone(),
                     policy: options.policy,
+                    delay_divisor: options.delay_divisor,
                 };
                 let counts = counts.clone();
                 tokio::spawn(async move {
@@ -145,6 +148,7 @@ struct Delivery {
     url: String,
     secrets: Vec<String>,
     policy: UrlPolicy,
+    delay_divisor: u32,
 }
 
 /// How one try went.
@@ -181,6 +185,7 @@ impl Delivery {
                 record.last_error = Some(error.clone());
                 match next_try(record.tries, &mut rand::rng()) {
                     Some(wait) => {
+                        let wait = wait / self.delay_divisor.max(1);
                         TryOutcome::Retry(now + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX))
                     }
                     None => TryOutcome::Failed,

@@ -362,3 +362,168 @@ async fn a_receiver_that_hangs_never_slows_a_submission_or_a_wake() {
     assert!(rows.len() >= 20, "{rows:?}");
     assert!(rows.iter().all(|row| row["state"] == "pending"), "{rows:?}");
 }
+
+/// A gateway with keys off and the webhook retry delays divided by 100 (a
+/// test-only knob): 10 ms, 50 ms, 300 ms, 1.2 s, 6 s, 18 s, 36 s.
+async fn hurried_gateway(
+    redis: std::sync::Arc<twofa_bridge::redis_server::RedisServer>,
+) -> TestApp {
+    TestApp::spawn_with(redis, |config| {
+        config.webhook_allow_http = true;
+        config.webhook_allow_private = true;
+        config.test_webhook_delay_divisor = 100;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_that_is_down_gets_the_message_once_it_is_back() {
+    let app = hurried_gateway(crate::support::start_redis()).await;
+    let port = crate::support::free_port();
+    let url = format!("http://127.0.0.1:{port}/hooks/2fa");
+    let created = app
+        .send(Method::POST, "/v1/webhooks", Some(json!({ "url": url })))
+        .await;
+    let id = created.body["id"].as_str().expect("an id").to_owned();
+    app.challenge("001", "c1", "q").await;
+    // Down through its first five tries: 2.6 minutes of the real schedule.
+    let path = format!("/v1/webhooks/{id}/deliveries");
+    app.until("five tries found nobody", || async {
+        let rows = app.send(Method::GET, &path, None).await.body;
+        rows[0]["tries"].as_u64() >= Some(5)
+    })
+    .await;
+    let rows = app.send(Method::GET, &path, None).await.body;
+    assert_eq!(rows[0]["state"], "pending", "{rows}");
+    assert_eq!(rows[0]["lastStatus"], Value::Null, "{rows}");
+    assert_eq!(rows[0]["lastError"], "could not connect", "{rows}");
+    assert!(rows[0]["nextTryAt"].is_string(), "{rows}");
+    let mut receiver = Receiver::start_on(port).await;
+    receiver.trust(&[created.body["secret"].as_str().expect("a secret")]);
+    let message = receiver.next().await;
+    assert_eq!(message.body["type"], "challenge.waiting");
+    assert_eq!(message.id, rows[0]["messageId"].as_str().expect("an id"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_gateways_and_a_flaky_receiver_lose_nothing_and_keep_each_access_in_order() {
+    let redis = crate::support::start_redis();
+    let (a, b) = (
+        hurried_gateway(redis.clone()).await,
+        hurried_gateway(redis.clone()).await,
+    );
+    let mut receiver = Receiver::start().await;
+    let created = a
+        .send(
+            Method::POST,
+            "/v1/webhooks",
+            Some(json!({ "url": receiver.url })),
+        )
+        .await;
+    receiver.trust(&[created.body["secret"].as_str().expect("a secret")]);
+    // A change through gateway b makes b re-read the endpoints at once
+    // (it would within half a second anyway).
+    let id = created.body["id"].as_str().expect("an id");
+    let patched = b
+        .send(
+            Method::PATCH,
+            &format!("/v1/webhooks/{id}"),
+            Some(json!({"description": "TesBack"})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{patched:?}");
+    let seed = 0x5eed_u64;
+    receiver.fail_at_random(30, seed);
+    let accesses: Vec<String> = (0..200).map(|i| format!("load-{i:03}")).collect();
+    let steps = accesses.iter().enumerate().map(|(i, access)| {
+        let (first, second) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let customer = format!("c{}", i % 20);
+        async move {
+            first.challenge(access, &customer, "q").await;
+            second.listed(&customer).await;
+            first.submit(access, "987654").await;
+            second.report(access, "ok").await;
+        }
+    });
+    futures_util::future::join_all(steps).await;
+    // Every arrival, including those answered 500, per access in order.
+    let mut arrivals: std::collections::HashMap<String, Vec<(String, String)>> =
+        std::collections::HashMap::new();
+    let mut ids: std::collections::HashMap<(String, String), String> =
+        std::collections::HashMap::new();
+    let mut distinct = std::collections::HashSet::new();
+    while distinct.len() < accesses.len() * 4 {
+        let message = receiver.next().await;
+        let access = message.body["data"]["access"]
+            .as_str()
+            .expect("an access")
+            .to_owned();
+        let status = message.body["data"]["status"]
+            .as_str()
+            .expect("a status")
+            .to_owned();
+        let known = ids
+            .entry((access.clone(), status.clone()))
+            .or_insert(message.id.clone());
+        assert_eq!(*known, message.id, "one message, two ids (seed {seed:#x})");
+        distinct.insert(message.id.clone());
+        arrivals
+            .entry(access)
+            .or_default()
+            .push((status, message.id));
+    }
+    for access in &accesses {
+        let mut order: Vec<&str> = arrivals[access].iter().map(|(s, _)| s.as_str()).collect();
+        order.dedup();
+        assert_eq!(
+            order,
+            ["need", "question_sent", "token_received", "ok"],
+            "{access} (seed {seed:#x})"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_endpoint_past_the_limit_is_refused_and_a_patch_is_checked_like_a_post() {
+    let app = TestApp::spawn_with(crate::support::start_redis(), |config| {
+        config.max_webhooks = 2;
+    })
+    .await;
+    let body = json!({"url": "https://tesback.example/hooks", "events": ["access.status_changed"]});
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let created = app
+            .send(Method::POST, "/v1/webhooks", Some(body.clone()))
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+        assert_eq!(created.body["events"], json!(["access.status_changed"]));
+        ids.push(created.body["id"].as_str().expect("an id").to_owned());
+    }
+    let third = app.send(Method::POST, "/v1/webhooks", Some(body)).await;
+    third.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    let path = format!("/v1/webhooks/{}", ids[0]);
+    for refused in [
+        json!({"url": "https://127.0.0.1/hooks"}),
+        json!({"events": []}),
+        json!({"description": "x".repeat(257)}),
+        json!({"disabled": "yes"}),
+    ] {
+        app.send(Method::PATCH, &path, Some(refused))
+            .await
+            .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    }
+    let patched = app
+        .send(
+            Method::PATCH,
+            &path,
+            Some(json!({"disabled": true, "description": "paused"})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{patched:?}");
+    assert_eq!(patched.body["disabled"], true);
+    assert_eq!(patched.body["description"], "paused");
+    assert_eq!(patched.body["url"], "https://tesback.example/hooks");
+    app.send(Method::GET, "/v1/webhooks/wh_nope", None)
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found");
+}

@@ -29,6 +29,11 @@ pub struct Received {
 struct Shared {
     secrets: Arc<Mutex<Vec<String>>>,
     answers: Arc<Mutex<VecDeque<StatusCode>>>,
+    /// Once the scripted answers run out: a 500 this often (percent), drawn
+    /// from a seeded generator, but never a fourth time in a row for one
+    /// message (so no message runs out of tries by chance).
+    failing: Arc<Mutex<Option<(u64, super::Rng)>>>,
+    failures: Arc<Mutex<std::collections::HashMap<String, u32>>>,
     arrived: mpsc::UnboundedSender<Received>,
 }
 
@@ -40,7 +45,13 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start() -> Receiver {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        Self::start_on(0).await
+    }
+
+    /// A receiver on this loopback port: one that comes up after its URL
+    /// was registered.
+    pub async fn start_on(port: u16) -> Receiver {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("a loopback port");
         let url = format!(
@@ -51,6 +62,8 @@ impl Receiver {
         let shared = Shared {
             secrets: Arc::default(),
             answers: Arc::default(),
+            failing: Arc::default(),
+            failures: Arc::default(),
             arrived: sender,
         };
         let app = Router::new()
@@ -78,6 +91,12 @@ impl Receiver {
                 .iter()
                 .map(|s| StatusCode::from_u16(*s).expect("a status")),
         );
+    }
+
+    /// From now on, answers 500 to `percent` of the tries, at random, but
+    /// never to a message's fourth try in a row.
+    pub fn fail_at_random(&self, percent: u64, seed: u64) {
+        *self.shared.failing.lock().expect("lock") = Some((percent, super::Rng::new(seed)));
     }
 
     /// A message that arrived already, if any.
@@ -112,13 +131,23 @@ async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) 
         raw,
         headers,
     };
+    let id = received.id.clone();
     let _ = shared.arrived.send(received);
-    shared
-        .answers
-        .lock()
-        .expect("lock")
-        .pop_front()
-        .unwrap_or(StatusCode::OK)
+    if let Some(scripted) = shared.answers.lock().expect("lock").pop_front() {
+        return scripted;
+    }
+    let mut failures = shared.failures.lock().expect("lock");
+    let failed = failures.entry(id).or_default();
+    let fails = match &mut *shared.failing.lock().expect("lock") {
+        Some((percent, rng)) => *failed < 3 && rng.chance(*percent),
+        None => false,
+    };
+    if fails {
+        *failed += 1;
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    }
 }
 
 /// A receiver that accepts connections and never answers, for as long as
