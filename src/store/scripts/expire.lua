@@ -14,7 +14,7 @@
 -- entry, due already, stands in for one.
 local now = now_ms()
 local mine = tonumber(ARGV[2])
-local started = tonumber(redis.call('HGET', KEYS[1], 'started_at'))
+local started = tonumber(field('started_at'))
 if started == nil then
   return bare(now - mine > tonumber(ARGV[3]) and 'gone' or 'in_flight')
 end

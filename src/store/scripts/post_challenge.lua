@@ -14,13 +14,13 @@
 -- fresh entries, started after the hash's. So started_at only ever grows,
 -- which is what the index readers rely on.
 local mine = tonumber(ARGV[6])
-local started = tonumber(redis.call('HGET', KEYS[1], 'started_at'))
+local started = tonumber(field('started_at'))
 if (started and started >= mine) or now_ms() - mine > tonumber(ARGV[9]) then
   return reply('superseded', false, KEYS[1])
 end
-local attempt = tonumber(redis.call('HGET', KEYS[1], 'attempt') or '0') + 1
+local attempt = tonumber(field('attempt') or '0') + 1
 -- What the attempt before left unrelayed goes out with this one.
-local relay_from = redis.call('HGET', KEYS[1], 'relay_from')
+local relay_from = field('relay_from')
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('HSET', KEYS[1],
   'status', 'need',
@@ -39,6 +39,7 @@ if relay_from then
   redis.call('HSET', KEYS[1], 'relay_from', relay_from)
 end
 redis.call('PEXPIREAT', KEYS[1], tonumber(ARGV[7]) + tonumber(ARGV[8]))
+reread()
 record('challenge', ARGV[6], 'scraper')
 redis.call(PUBLISH, ARGV[1], 'need')
 return reply('done', false, KEYS[1])

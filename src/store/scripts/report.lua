@@ -7,7 +7,7 @@ local status, expired = current_status(now)
 if not status then
   return bare('not_found')
 end
-local decoupled = redis.call('HGET', KEYS[1], 'kind') == 'decoupled'
+local decoupled = field('kind') == 'decoupled'
 if not (status == 'token_received' or (decoupled and WAITING[status])) then
   return reply('refused', expired, KEYS[1])
 end

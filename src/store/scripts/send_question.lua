@@ -12,15 +12,15 @@
 -- may be between its index write and its hash write.
 local now = now_ms()
 local status, expired = current_status(now)
-local this_attempt = ARGV[5] == '' or redis.call('HGET', KEYS[1], 'attempt') == ARGV[5]
-if WAITING[status] and redis.call('HGET', KEYS[1], 'customer') == ARGV[2] and this_attempt then
+local this_attempt = ARGV[5] == '' or field('attempt') == ARGV[5]
+if WAITING[status] and field('customer') == ARGV[2] and this_attempt then
   if status == 'need' then
     move('question_sent', now, 'frontend')
   end
   return reply('done', false, KEYS[1])
 end
 local score = tonumber(ARGV[3])
-local started = tonumber(redis.call('HGET', KEYS[1], 'started_at'))
+local started = tonumber(field('started_at'))
 if (started and started >= score) or now - score > tonumber(ARGV[4]) then
   return reply('stale', expired, KEYS[1])
 end

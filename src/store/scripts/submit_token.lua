@@ -18,7 +18,7 @@
 -- a validation, or no token at all) the gateway has not checked; and
 -- 'rule_changed' when a new challenge was posted since that check. Both
 -- carry the hash, whose rule the gateway checks before it calls again.
-if redis.call('EXISTS', KEYS[1]) == 0 then
+if not field('status') then
   return bare('not_found')
 end
 local now = now_ms()
@@ -38,7 +38,7 @@ if ARGV[5] ~= '' then
   end
 end
 local status, expired = current_status(now)
-local attempt = redis.call('HGET', KEYS[1], 'attempt')
+local attempt = field('attempt')
 if ARGV[3] ~= '' and attempt ~= ARGV[3] then
   return reply('attempt_mismatch', expired, KEYS[1])
 end
@@ -46,12 +46,11 @@ if not WAITING[status] then
   return reply('refused', expired, KEYS[1])
 end
 if ARGV[4] == '' then
-  local kind = redis.call('HGET', KEYS[1], 'kind')
-  if kind == 'choice' or kind == 'decoupled'
-      or redis.call('HEXISTS', KEYS[1], 'validation') == 1 then
+  local kind = field('kind')
+  if kind == 'choice' or kind == 'decoupled' or field('validation') then
     return reply('check_rule', false, KEYS[1])
   end
-elseif redis.call('HGET', KEYS[1], 'started_at') ~= ARGV[4] then
+elseif field('started_at') ~= ARGV[4] then
   return reply('rule_changed', false, KEYS[1])
 end
 redis.call('HSET', KEYS[1], 'token', ARGV[2])
