@@ -282,11 +282,6 @@ impl Store {
         access: &AccessId,
         step: S,
     ) -> Result<Stepped<S::Outcome>, StoreError> {
-        let mark = if S::MARKS {
-            Some(self.mark_relay(access).await?)
-        } else {
-            None
-        };
         let names = self.keys().access(access);
         let mut invocation = S::script(self.scripts).key(&names.hash);
         invocation
@@ -295,7 +290,12 @@ impl Store {
             .key(&names.submitted)
             .arg(&names.changed);
         step.args(&mut invocation);
-        let reply: Vec<String> = self.run(&invocation).await?;
+        let (mark, reply) = if S::MARKS {
+            let (mark, reply) = self.mark_and_run(access, &invocation).await?;
+            (Some(mark), reply)
+        } else {
+            (None, self.run(&invocation).await?)
+        };
         crate::fault::after_commit(S::NAME).await;
         let Parsed {
             left_waiting,
@@ -310,7 +310,8 @@ impl Store {
             None => true,
         };
         if relayed {
-            self.settle(mark, after.filter(|_| left_waiting)).await;
+            self.settle(transition.as_ref(), mark, after.filter(|_| left_waiting))
+                .await;
         }
         let outcome =
             S::outcome(reply).map_err(|problem| StoreError::malformed(access, problem))?;

@@ -111,6 +111,16 @@ impl Buckets {
     }
 }
 
+/// A new mark's member, and when the sweep may take it over.
+fn new_mark(access: &AccessId) -> (String, u64) {
+    let now = now_ms();
+    let nonce = uuid::Uuid::new_v4().as_u64_pair().0;
+    (
+        format!("{access}|{now}-{nonce:016x}"),
+        now + millis(RELAY_GRACE),
+    )
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -118,13 +128,49 @@ fn now_ms() -> u64 {
 }
 
 impl Store {
+    /// Writes a relay mark, then runs the step. On a single Redis both go
+    /// in one pipeline on one connection, which Redis runs in order: one
+    /// round trip, and the mark is still written first. A cluster keeps
+    /// the mark in another slot, often on another node, so there the step
+    /// waits for the mark.
+    pub(super) async fn mark_and_run(
+        &self,
+        access: &AccessId,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<(Mark, Vec<String>), StoreError> {
+        if self.buckets.len() > 1 {
+            let mark = self.mark_relay(access).await?;
+            return Ok((mark, self.run(invocation).await?));
+        }
+        let (member, due) = new_mark(access);
+        let key = self.keys().relay(0, 1);
+        let mut pipe = redis::pipe();
+        pipe.zadd(&key, &member, due)
+            .ignore()
+            .invoke_script(invocation);
+        let mut conn = self.link.get();
+        let mark = Mark { key, member };
+        match self
+            .bounded(pipe.query_async::<(Vec<String>,)>(&mut conn))
+            .await
+        {
+            Ok((reply,)) => Ok((mark, reply)),
+            // A Redis that restarted has no scripts: the mark is written,
+            // and the plain call loads the script.
+            Err(StoreError::Redis(error))
+                if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                Ok((mark, self.run(invocation).await?))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
     /// Writes a relay mark for a step about to run on `access`. Each mark is
     /// its own member, so removing one never removes another step's.
     pub(super) async fn mark_relay(&self, access: &AccessId) -> Result<Mark, StoreError> {
         let now = now_ms();
-        let nonce = uuid::Uuid::new_v4().as_u64_pair().0;
-        let member = format!("{access}|{now}-{nonce:016x}");
-        let due = now + millis(RELAY_GRACE);
+        let (member, due) = new_mark(access);
         let buckets = self.buckets.len();
         let mut failure = None;
         for bucket in self.buckets.order(access, now) {
@@ -147,7 +193,7 @@ impl Store {
 
     /// Relays an outbox to the customer's feed, dropping the access from
     /// their pending index on the way when `unpend` (the step left
-    /// waiting), then moves the outbox past it. Returns whether the feed
+    /// waiting), and to the webhook queues. Returns whether every consumer
     /// has it: if not, whoever holds the mark leaves it for the sweep.
     pub(super) async fn relay(&self, transition: &Transition, unpend: bool) -> bool {
         let after = &transition.after;
@@ -201,20 +247,29 @@ impl Store {
         for moved in &transition.moves {
             metrics::relayed(Duration::from_millis(now.saturating_sub(moved.at.0)));
         }
-        if let Some(last) = transition.last_audit_id()
-            && let Err(error) = self.relay_done(&after.access, last).await
-        {
-            // The outbox then goes out again with the next step or sweep,
-            // and the feed drops what it already has.
-            tracing::warn!(access = %after.access, %error, "could not move the outbox past a relay");
-        }
         true
     }
 
-    /// After a relay, or a step with nothing to relay: its mark goes, and so
-    /// does the expiring entry of a step that left waiting. A failure only
-    /// leaves work for a sweep, which finds nothing left to do.
-    pub(super) async fn settle(&self, mark: Option<Mark>, left_waiting: Option<&Access>) {
+    /// After a relay, or a step with nothing to relay, three independent
+    /// writes at once: the outbox moves past what was relayed, the step's
+    /// mark goes, and so does the expiring entry of a step that left
+    /// waiting. A failure only leaves work for a later step or a sweep,
+    /// which relays again and finds that every consumer has it.
+    pub(super) async fn settle(
+        &self,
+        relayed: Option<&Transition>,
+        mark: Option<Mark>,
+        left_waiting: Option<&Access>,
+    ) {
+        let drain = async {
+            if let Some(transition) = relayed
+                && let Some(last) = transition.last_audit_id()
+                && let Err(error) = self.relay_done(&transition.after.access, last).await
+            {
+                let access = &transition.after.access;
+                tracing::warn!(%access, %error, "could not move the outbox past a relay");
+            }
+        };
         let unmark = async {
             if let Some(Mark { key, member }) = mark {
                 let mut conn = self.link.get();
@@ -229,7 +284,7 @@ impl Store {
                 self.forget_expiring(access).await;
             }
         };
-        futures_util::join!(unmark, unexpire);
+        futures_util::join!(drain, unmark, unexpire);
     }
 
     /// Relays the outboxes whose marks fell due: their gateways died, or
