@@ -527,3 +527,48 @@ async fn one_endpoint_past_the_limit_is_refused_and_a_patch_is_checked_like_a_po
         .await
         .assert_error(StatusCode::NOT_FOUND, "not_found");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gateway_killed_mid_delivery_hands_the_message_on_when_its_lease_ends() {
+    let redis = crate::support::start_redis();
+    // A 1 s timeout gives a 12 s lease (twice the timeout, plus 10 s).
+    let env = [
+        ("TWOFA_WEBHOOK_ALLOW_HTTP", "1"),
+        ("TWOFA_WEBHOOK_ALLOW_PRIVATE", "1"),
+        ("TWOFA_WEBHOOK_TIMEOUT_MS", "1000"),
+    ];
+    let doomed = crate::support::Binary::serve(&redis, &env);
+    let mut receiver = Receiver::start().await;
+    receiver.hang(1);
+    let client = reqwest::Client::new();
+    let created: Value = client
+        .post(format!("{}/v1/webhooks", doomed.url()))
+        .json(&json!({ "url": receiver.url }))
+        .send()
+        .await
+        .expect("registered")
+        .json()
+        .await
+        .expect("JSON");
+    receiver.trust(&[created["secret"].as_str().expect("a secret")]);
+    client
+        .put(format!("{}/v1/accesses/001/challenge", doomed.url()))
+        .json(&json!({"customer": "c1", "finEntityName": "Real", "doubleAuthQuestion": "q"}))
+        .send()
+        .await
+        .expect("posted");
+    // The doomed gateway holds the lane, its try hanging: kill it there.
+    let first = receiver.next().await;
+    drop(doomed);
+    let survivor = hurried_gateway(redis).await;
+    let started = std::time::Instant::now();
+    let again = receiver.next().await;
+    assert_eq!(again.id, first.id, "the same webhook-id");
+    assert_eq!(again.body["type"], "challenge.waiting");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "handed on after {:?}",
+        started.elapsed()
+    );
+    drop(survivor);
+}

@@ -34,6 +34,8 @@ struct Shared {
     /// message (so no message runs out of tries by chance).
     failing: Arc<Mutex<Option<(u64, super::Rng)>>>,
     failures: Arc<Mutex<std::collections::HashMap<String, u32>>>,
+    /// How many of the next messages get no answer at all.
+    hanging: Arc<Mutex<usize>>,
     arrived: mpsc::UnboundedSender<Received>,
 }
 
@@ -64,6 +66,7 @@ impl Receiver {
             answers: Arc::default(),
             failing: Arc::default(),
             failures: Arc::default(),
+            hanging: Arc::default(),
             arrived: sender,
         };
         let app = Router::new()
@@ -97,6 +100,11 @@ impl Receiver {
     /// never to a message's fourth try in a row.
     pub fn fail_at_random(&self, percent: u64, seed: u64) {
         *self.shared.failing.lock().expect("lock") = Some((percent, super::Rng::new(seed)));
+    }
+
+    /// Never answers the next `n` messages (they still arrive here).
+    pub fn hang(&self, n: usize) {
+        *self.shared.hanging.lock().expect("lock") = n;
     }
 
     /// A message that arrived already, if any.
@@ -133,6 +141,15 @@ async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) 
     };
     let id = received.id.clone();
     let _ = shared.arrived.send(received);
+    let hangs = {
+        let mut hanging = shared.hanging.lock().expect("lock");
+        let hangs = *hanging > 0;
+        *hanging = hanging.saturating_sub(1);
+        hangs
+    };
+    if hangs {
+        std::future::pending::<()>().await;
+    }
     if let Some(scripted) = shared.answers.lock().expect("lock").pop_front() {
         return scripted;
     }
