@@ -1,42 +1,15 @@
-//! Webhook endpoints, and each one's queue of messages, in Redis.
-//!
-//! The registry `2fa:webhooks` lists the endpoints; each endpoint's keys
-//! share its own hash tag, so its queue moves in one script on one slot.
-//! Messages are queued by the relay, in the same pass that relays an outbox
-//! to the feed (`relay`), before the outbox moves on: a message can be
-//! queued twice, never lost, and queuing it twice changes nothing, as its id
-//! comes from the move. Each endpoint's queue holds one lane per access, so
-//! that an access's messages go out in order while the others' go on.
-//! Delivery itself, with its leases, is `webhooks::delivery`'s.
-
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+//! Each endpoint's queue: messages queued by the relay, leased lane by lane
+//! to one gateway's delivery worker, and kept as history.
 
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError, millis};
-use crate::model::{Delivery, DeliveryState, EventType, Message, Transition, UnixMillis, Webhook};
+use super::super::{Store, StoreError, millis};
+use crate::model::{Delivery, DeliveryState, Message, Transition, UnixMillis};
 
 /// How many messages an endpoint's history keeps, and for how long.
 pub const HISTORY_LENGTH: usize = 1_000;
 pub const HISTORY_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-
-/// An endpoint as Redis keeps it: the API object, and its secrets.
-#[derive(Clone)]
-pub struct Endpoint {
-    pub webhook: Webhook,
-    pub secret: String,
-    /// The secret a rotation replaced, and until when it still signs.
-    pub previous: Option<(String, UnixMillis)>,
-}
-
-/// Which messages an endpoint wants, as the relay needs to know it.
-#[derive(Debug, Clone)]
-pub struct Subscription {
-    pub id: String,
-    pub events: Vec<EventType>,
-}
 
 /// One message's state with one endpoint, as its record holds it (JSON in
 /// `2fa:webhook:{<id>}:messages`).
@@ -128,112 +101,7 @@ pub enum TryOutcome {
     Gone,
 }
 
-/// The endpoints the relay queues for, refreshed from Redis.
-#[derive(Default)]
-pub(super) struct Subscriptions(RwLock<Arc<Vec<Subscription>>>);
-
 impl Store {
-    /// Adds an endpoint, unless `max` are registered already (`false`).
-    pub async fn register_webhook(
-        &self,
-        endpoint: &Endpoint,
-        max: usize,
-    ) -> Result<bool, StoreError> {
-        let hook = &endpoint.webhook;
-        let mut invocation = self.scripts.webhook_register.key(self.keys().webhooks());
-        invocation.arg(&hook.id).arg(hook.created_at.0).arg(max);
-        if self.run::<i64>(&invocation).await? == 0 {
-            return Ok(false);
-        }
-        let mut fields = endpoint_fields(hook);
-        fields.push(("created_at", hook.created_at.0.to_string()));
-        fields.push(("secret", endpoint.secret.clone()));
-        fields.retain(|(_, value)| !value.is_empty());
-        let mut conn = self.link.get();
-        let key = self.keys().webhook(&hook.id).endpoint;
-        let written = self
-            .bounded(conn.hset_multiple::<_, _, _, ()>(&key, &fields))
-            .await;
-        if let Err(error) = written {
-            // Not left counting against the limit.
-            let _ = self
-                .bounded(conn.zrem::<_, _, ()>(self.keys().webhooks(), &hook.id))
-                .await;
-            return Err(error);
-        }
-        self.refresh_subscriptions().await?;
-        Ok(true)
-    }
-
-    pub async fn webhook(&self, id: &str) -> Result<Option<Endpoint>, StoreError> {
-        let mut conn = self.link.get();
-        let fields: HashMap<String, String> = self
-            .bounded(conn.hgetall(self.keys().webhook(id).endpoint))
-            .await?;
-        if fields.is_empty() {
-            return Ok(None);
-        }
-        endpoint_from(id, &fields).map(Some)
-    }
-
-    /// Every endpoint, oldest first.
-    pub async fn webhooks(&self) -> Result<Vec<Endpoint>, StoreError> {
-        let mut conn = self.link.get();
-        let ids: Vec<String> = self
-            .bounded(conn.zrange(self.keys().webhooks(), 0, -1))
-            .await?;
-        let mut endpoints = Vec::with_capacity(ids.len());
-        for id in ids {
-            // An id whose settings are gone (a crash mid-delete) is skipped.
-            if let Some(endpoint) = self.webhook(&id).await? {
-                endpoints.push(endpoint);
-            }
-        }
-        Ok(endpoints)
-    }
-
-    /// Sets these fields (an empty value deletes one) and, with a new
-    /// secret, keeps the old one signing until `until`. `false` when there is
-    /// no such endpoint.
-    pub async fn update_webhook(
-        &self,
-        id: &str,
-        new_secret: Option<(&str, UnixMillis)>,
-        fields: &[(&str, String)],
-    ) -> Result<bool, StoreError> {
-        let mut invocation = self
-            .scripts
-            .webhook_update
-            .key(self.keys().webhook(id).endpoint);
-        let (secret, until) = new_secret.map_or(("", 0), |(secret, until)| (secret, until.0));
-        invocation.arg(secret).arg(until);
-        for (field, value) in fields {
-            invocation.arg(*field).arg(value);
-        }
-        let changed = self.run::<i64>(&invocation).await? == 1;
-        self.refresh_subscriptions().await?;
-        Ok(changed)
-    }
-
-    /// Removes an endpoint with its queue and history: no delivery to it
-    /// starts afterwards. `false` when there was none.
-    pub async fn delete_webhook(&self, id: &str) -> Result<bool, StoreError> {
-        let names = self.keys().webhook(id);
-        let mut conn = self.link.get();
-        let deleted: usize = self
-            .bounded(conn.del(&[
-                &names.endpoint,
-                &names.queue,
-                &names.lanes,
-                &names.messages,
-                &names.history,
-            ]))
-            .await?;
-        let unlisted: usize = self.bounded(conn.zrem(self.keys().webhooks(), id)).await?;
-        self.refresh_subscriptions().await?;
-        Ok(deleted > 0 || unlisted > 0)
-    }
-
     /// Queues messages for one endpoint; how many were new.
     pub async fn enqueue_webhook(
         &self,
@@ -392,36 +260,6 @@ impl Store {
             .collect())
     }
 
-    /// The endpoints the relay queues for, as last read.
-    pub fn subscriptions(&self) -> Arc<Vec<Subscription>> {
-        match self.subscriptions.0.read() {
-            Ok(current) => current.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    /// Reads the enabled endpoints again: every gateway does it each second,
-    /// and after its own changes, so a new endpoint hears of transitions
-    /// relayed from about a second after its creation on.
-    pub async fn refresh_subscriptions(&self) -> Result<(), StoreError> {
-        let fresh: Vec<Subscription> = self
-            .webhooks()
-            .await?
-            .into_iter()
-            .filter(|endpoint| !endpoint.webhook.disabled)
-            .map(|endpoint| Subscription {
-                id: endpoint.webhook.id,
-                events: endpoint.webhook.events,
-            })
-            .collect();
-        let fresh = Arc::new(fresh);
-        match self.subscriptions.0.write() {
-            Ok(mut current) => *current = fresh,
-            Err(poisoned) => *poisoned.into_inner() = fresh,
-        }
-        Ok(())
-    }
-
     /// Waits until a message was queued on this gateway, or a delivery
     /// finished and its lane may have the next one due.
     pub async fn deliveries_queued(&self) {
@@ -450,7 +288,11 @@ impl Store {
 
     /// Queues an outbox's messages for every endpoint that wants them.
     /// Returns whether every endpoint has them.
-    pub(super) async fn relay_to_webhooks(&self, transition: &Transition, now: u64) -> bool {
+    pub(in crate::store) async fn relay_to_webhooks(
+        &self,
+        transition: &Transition,
+        now: u64,
+    ) -> bool {
         let subscriptions = self.subscriptions();
         if subscriptions.is_empty() {
             return true;
@@ -489,66 +331,4 @@ impl Store {
         }
         all
     }
-}
-
-fn flag(on: bool) -> String {
-    if on { "1" } else { "0" }.to_owned()
-}
-
-fn events_field(events: &[EventType]) -> String {
-    events
-        .iter()
-        .map(|e| e.as_str())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// The endpoint hash's fields, as `register_webhook` writes them.
-pub fn endpoint_fields(webhook: &Webhook) -> Vec<(&'static str, String)> {
-    vec![
-        ("url", webhook.url.clone()),
-        ("events", events_field(&webhook.events)),
-        (
-            "description",
-            webhook.description.clone().unwrap_or_default(),
-        ),
-        ("disabled", flag(webhook.disabled)),
-    ]
-}
-
-fn endpoint_from(id: &str, fields: &HashMap<String, String>) -> Result<Endpoint, StoreError> {
-    let malformed = |problem: &str| StoreError::malformed_in(format!("webhook {id}"), problem);
-    let text = |field: &str| {
-        fields
-            .get(field)
-            .cloned()
-            .ok_or_else(|| malformed(&format!("no `{field}`")))
-    };
-    let events = text("events")?
-        .split(',')
-        .filter(|e| !e.is_empty())
-        .map(|e| EventType::parse(e).ok_or_else(|| malformed(&format!("event `{e}`"))))
-        .collect::<Result<_, _>>()?;
-    let created_at = text("created_at")?
-        .parse()
-        .map_err(|_| malformed("`created_at` is not a number"))?;
-    let previous = match (fields.get("previous_secret"), fields.get("previous_until")) {
-        (Some(secret), Some(until)) => until
-            .parse()
-            .ok()
-            .map(|until| (secret.clone(), UnixMillis(until))),
-        _ => None,
-    };
-    Ok(Endpoint {
-        webhook: Webhook {
-            id: id.to_owned(),
-            url: text("url")?,
-            events,
-            description: fields.get("description").filter(|d| !d.is_empty()).cloned(),
-            created_at: UnixMillis(created_at),
-            disabled: text("disabled")? != "0",
-        },
-        secret: text("secret")?,
-        previous,
-    })
 }
