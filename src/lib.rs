@@ -15,8 +15,10 @@
 //!   the access object and the audit trail. A value is checked once, at the
 //!   edge; after that its type is the proof;
 //! - [`store`]: everything that speaks Redis commands. Each lifecycle step is
-//!   one Lua script on one access's keys, called through a typed wrapper;
-//!   every key name is built in `store::keys`;
+//!   one Lua script on one access's keys, called through a typed wrapper,
+//!   and records its moves in the access's outbox, which `store::relay`
+//!   passes on to the feed and the webhook queues at least once; every key
+//!   name is built in `store::keys`;
 //! - [`redis_target`]: where Redis is, one server or a cluster, and the
 //!   command connection that replaces itself when it stops answering.
 //!
@@ -27,9 +29,9 @@
 //!   is only a hint;
 //! - [`follow`]: what follows it, side by side: the scraper's long poll for
 //!   a token, and a customer's live feed. Each re-reads the store on a hint;
-//! - [`webhooks`]: endpoints, signing, and delivery: where an endpoint may
-//!   point, its signing secrets, the signature header and the retry
-//!   schedule;
+//! - [`webhooks`]: where an endpoint may point, its signing secrets, the
+//!   signature header, the retry schedule, and the delivery worker that
+//!   leases each endpoint's lanes from Redis and posts their messages;
 //! - [`metrics`]: Prometheus figures, counted from the moves each store step
 //!   reports;
 //! - [`fault`]: test-only fault points, compiled in only with the
