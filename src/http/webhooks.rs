@@ -1,7 +1,7 @@
 //! `/v1/webhooks`: the admin's webhook endpoints, their secrets and their
 //! deliveries.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -29,16 +29,6 @@ pub struct WebhookLimits {
 
 /// The longest description.
 const DESCRIPTION_LIMIT: usize = 256;
-
-fn now() -> UnixMillis {
-    UnixMillis(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| {
-                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-            }),
-    )
-}
 
 /// The URL, checked as registration checks it: its form, and where its host
 /// resolves to, if it resolves.
@@ -115,7 +105,7 @@ pub async fn create(
         url: checked_url(&body.url, &limits.policy).await?,
         events: checked_events(body.events)?,
         description: checked_description(body.description)?,
-        created_at: now(),
+        created_at: UnixMillis::now(),
         disabled: false,
     };
     let secret = WebhookSecret::generate();
@@ -288,7 +278,7 @@ pub async fn rotate(
     let id = endpoint_id(path)?;
     let secret = WebhookSecret::generate();
     let grace = u64::try_from(state.webhooks.rotation_grace.as_millis()).unwrap_or(u64::MAX);
-    let until = UnixMillis(now().0.saturating_add(grace));
+    let until = UnixMillis(UnixMillis::now().0.saturating_add(grace));
     if !state
         .store
         .update_webhook(&id, Some((secret.expose(), until)), &[])
@@ -321,7 +311,7 @@ pub async fn test(
     if state.store.webhook(&id).await?.is_none() {
         return Err(not_found(&id));
     }
-    let now = now();
+    let now = UnixMillis::now();
     let body = MessageBody {
         kind: "webhook.test",
         timestamp: now,

@@ -111,6 +111,15 @@ impl Outcome {
 pub struct UnixMillis(pub u64);
 
 impl UnixMillis {
+    /// Now, by this process's clock (Redis's own clock decides deadlines;
+    /// this one only schedules the gateway's own work and stamps records).
+    pub fn now() -> UnixMillis {
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        UnixMillis(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+    }
+
     pub fn to_system_time(self) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(self.0)
     }

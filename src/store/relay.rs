@@ -23,7 +23,7 @@
 //! already skips it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use redis::AsyncCommands;
@@ -32,7 +32,7 @@ use super::script::{FeedAdd, FeedAddEntry, FeedEvent};
 use super::steps::{Found, Read};
 use super::{Store, StoreError, all_but_failures, millis};
 use crate::metrics;
-use crate::model::{Access, AccessId, Moved, Status, Transition};
+use crate::model::{Access, AccessId, Moved, Status, Transition, UnixMillis};
 
 /// How long a gateway has to relay a step's outbox itself before any
 /// gateway's sweep does it.
@@ -113,18 +113,12 @@ impl Buckets {
 
 /// A new mark's member, and when the sweep may take it over.
 fn new_mark(access: &AccessId) -> (String, u64) {
-    let now = now_ms();
+    let now = UnixMillis::now().0;
     let nonce = uuid::Uuid::new_v4().as_u64_pair().0;
     (
         format!("{access}|{now}-{nonce:016x}"),
         now + millis(RELAY_GRACE),
     )
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, millis)
 }
 
 impl Store {
@@ -169,7 +163,7 @@ impl Store {
     /// Writes a relay mark for a step about to run on `access`. Each mark is
     /// its own member, so removing one never removes another step's.
     pub(super) async fn mark_relay(&self, access: &AccessId) -> Result<Mark, StoreError> {
-        let now = now_ms();
+        let now = UnixMillis::now().0;
         let (member, due) = new_mark(access);
         let buckets = self.buckets.len();
         let mut failure = None;
@@ -240,7 +234,7 @@ impl Store {
                 }
             }
         }
-        let now = now_ms();
+        let now = UnixMillis::now().0;
         if !self.relay_to_webhooks(transition, now).await {
             return false;
         }
@@ -301,7 +295,7 @@ impl Store {
 
     async fn relay_due_in(&self, index: String) -> Result<usize, StoreError> {
         let mut conn = self.link.get();
-        let now = now_ms();
+        let now = UnixMillis::now().0;
         let due: Vec<String> = self
             .bounded(conn.zrangebyscore_limit(&index, "-inf", now, 0, SWEEP_BATCH))
             .await?;

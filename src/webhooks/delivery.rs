@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -19,7 +19,7 @@ use super::secret::WebhookSecret;
 use super::signing::signature_header;
 use super::url::{UrlPolicy, WebhookUrl};
 use crate::metrics;
-use crate::model::DeliveryState;
+use crate::model::{DeliveryState, UnixMillis};
 use crate::store::Store;
 use crate::store::webhooks::{Claimed, TryOutcome};
 
@@ -47,14 +47,6 @@ impl DeliveryOptions {
     fn lease(&self) -> Duration {
         self.timeout * 2 + Duration::from_secs(10)
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        })
 }
 
 /// Deliveries in flight on this gateway, per endpoint.
@@ -108,7 +100,7 @@ pub async fn run(store: Store, options: DeliveryOptions, shutdown: CancellationT
                 continue;
             }
             let claim = match store
-                .claim_webhook(endpoint, now_ms(), options.lease(), free)
+                .claim_webhook(endpoint, UnixMillis::now().0, options.lease(), free)
                 .await
             {
                 Ok(Some(claim)) => claim,
@@ -164,7 +156,7 @@ enum Answer {
 
 impl Delivery {
     async fn deliver(&self, mut claimed: Claimed) {
-        let now = now_ms();
+        let now = UnixMillis::now().0;
         let answer = self.post(&claimed, now).await;
         let record = &mut claimed.record;
         record.tries += 1;
@@ -204,11 +196,11 @@ impl Delivery {
         let at = record.at;
         match self
             .store
-            .complete_webhook(&self.endpoint, &claimed, outcome, now_ms())
+            .complete_webhook(&self.endpoint, &claimed, outcome, UnixMillis::now().0)
             .await
         {
             Ok(true) => {
-                let since = Duration::from_millis(now_ms().saturating_sub(at));
+                let since = Duration::from_millis(UnixMillis::now().0.saturating_sub(at));
                 match outcome {
                     TryOutcome::Delivered => metrics::webhook_try("delivered", Some(since)),
                     TryOutcome::Retry(_) => metrics::webhook_try("retried", None),
