@@ -71,9 +71,4 @@ impl Transition {
     pub fn own_moves(&self) -> &[Move] {
         &self.moves[self.moves.len() - self.own..]
     }
-
-    /// The last move's trail id: how far a relay of this outbox goes.
-    pub fn last_audit_id(&self) -> Option<&str> {
-        self.moves.last().map(|moved| moved.audit_id.as_str())
-    }
 }

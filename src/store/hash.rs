@@ -29,6 +29,21 @@ impl<'a> Fields<'a> {
         self.map.remove(field)
     }
 
+    /// Removes every field whose name starts with `prefix`, and returns
+    /// their names.
+    pub(super) fn take_named(&mut self, prefix: &str) -> Vec<String> {
+        let names: Vec<String> = self
+            .map
+            .keys()
+            .filter(|name| name.starts_with(prefix))
+            .cloned()
+            .collect();
+        for name in &names {
+            self.map.remove(name);
+        }
+        names
+    }
+
     pub(super) fn is_empty(&self) -> bool {
         self.map.is_empty()
     }

@@ -301,6 +301,7 @@ impl Store {
             left_waiting,
             outbox,
             own,
+            relays,
             reply,
         } = Parsed::from_reply(access, reply)?;
         let after = reply.access();
@@ -310,7 +311,7 @@ impl Store {
             None => true,
         };
         if relayed {
-            self.settle(transition.as_ref(), mark, after.filter(|_| left_waiting))
+            self.settle(access, &relays, mark, after.filter(|_| left_waiting))
                 .await;
         }
         let outcome =

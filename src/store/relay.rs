@@ -2,10 +2,13 @@
 //! at least once, even when the gateway that made it dies the next instant.
 //!
 //! A move is recorded in the access's audit trail, in the same script as
-//! the state change, and stays in the access's outbox (the trail from the
-//! hash's `relay_from` on) until a relay moves `relay_from` past it. Every
-//! step's reply carries the whole outbox, so the gateway relays it inline,
-//! oldest first, right after the step: the fast path.
+//! the state change, and the step opens a relay: the hash field
+//! `relay:<id>`, named after its first entry. The access's outbox is the
+//! trail from its earliest open relay on. Every step's reply carries the
+//! whole outbox and the open relays, so the gateway relays the outbox
+//! inline, oldest first, right after the step (the fast path), then
+//! deletes the relays it was given with one HDEL. A relay that a later step
+//! opened meanwhile stays, so its entries go out again with the next relay.
 //!
 //! The slow path is for a gateway that died between the step and its relay.
 //! Before a step that may record a move, the gateway writes a relay mark in
@@ -213,7 +216,11 @@ impl Store {
             customer: &after.customer,
             unpend: unpend.then_some((&after.access, after.started_at)),
             length: self.options.feed_length,
-            retention: self.options.feed_retention,
+            oldest: UnixMillis(
+                UnixMillis::now()
+                    .0
+                    .saturating_sub(millis(self.options.feed_retention)),
+            ),
             // The feed's keys outlive any access they report on, so a reader
             // behind them finds a removal recorded rather than a new stream.
             keep: self.options.feed_retention + self.options.retention,
@@ -245,23 +252,26 @@ impl Store {
     }
 
     /// After a relay, or a step with nothing to relay, three independent
-    /// writes at once: the outbox moves past what was relayed, the step's
-    /// mark goes, and so does the expiring entry of a step that left
-    /// waiting. A failure only leaves work for a later step or a sweep,
-    /// which relays again and finds that every consumer has it.
+    /// writes at once: the relayed outbox's `relay:` fields go (a plain
+    /// HDEL, which leaves any a later step added), the step's mark goes,
+    /// and so does the expiring entry of a step that left waiting. A
+    /// failure only leaves work for a later step or a sweep, which relays
+    /// again and finds that every consumer has it.
     pub(super) async fn settle(
         &self,
-        relayed: Option<&Transition>,
+        access: &AccessId,
+        relays: &[String],
         mark: Option<Mark>,
         left_waiting: Option<&Access>,
     ) {
         let drain = async {
-            if let Some(transition) = relayed
-                && let Some(last) = transition.last_audit_id()
-                && let Err(error) = self.relay_done(&transition.after.access, last).await
-            {
-                let access = &transition.after.access;
-                tracing::warn!(%access, %error, "could not move the outbox past a relay");
+            if !relays.is_empty() {
+                let mut conn = self.link.get();
+                let hash = self.keys().access(access).hash;
+                let drained = self.bounded(conn.hdel::<_, _, ()>(&hash, relays));
+                if let Err(error) = drained.await {
+                    tracing::warn!(%access, %error, "could not close an outbox's relays");
+                }
             }
         };
         let unmark = async {

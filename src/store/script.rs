@@ -51,7 +51,6 @@ pub struct Scripts {
     pub due: Script,
     pub feed_add: Script,
     pub feed_since: Script,
-    pub relay_done: Script,
     pub webhook_register: Script,
     pub webhook_update: Script,
     pub webhook_enqueue: Script,
@@ -68,21 +67,20 @@ pub static SHARDED: LazyLock<Scripts> = LazyLock::new(|| Scripts::new("SPUBLISH"
 impl Scripts {
     fn new(publish: &str) -> Scripts {
         Scripts {
-            post_challenge: script!(publish, "clock", "access", "post_challenge"),
-            send_question: script!(publish, "clock", "access", "send_question"),
-            submit_token: script!(publish, "clock", "access", "submit_token"),
-            report: script!(publish, "clock", "access", "report"),
-            cancel: script!(publish, "clock", "access", "cancel"),
-            expire: script!(publish, "clock", "access", "expire"),
-            read: script!(publish, "clock", "access", "read"),
+            post_challenge: script!(publish, "clock", "stream_ids", "access", "post_challenge"),
+            send_question: script!(publish, "clock", "stream_ids", "access", "send_question"),
+            submit_token: script!(publish, "clock", "stream_ids", "access", "submit_token"),
+            report: script!(publish, "clock", "stream_ids", "access", "report"),
+            cancel: script!(publish, "clock", "stream_ids", "access", "cancel"),
+            expire: script!(publish, "clock", "stream_ids", "access", "expire"),
+            read: script!(publish, "clock", "stream_ids", "access", "read"),
             index_add: script!(publish, "clock", "index_add"),
             index_remove: script!(publish, "index_remove"),
             expiring_add: script!(publish, "expiring_add"),
             expiring_postpone: script!(publish, "expiring_postpone"),
             due: script!(publish, "clock", "due"),
-            feed_add: script!(publish, "clock", "stream_ids", "feed_add"),
+            feed_add: script!(publish, "stream_ids", "feed_add"),
             feed_since: script!(publish, "stream_ids", "feed_since"),
-            relay_done: script!(publish, "stream_ids", "relay_done"),
             webhook_register: script!(publish, "webhook_register"),
             webhook_update: script!(publish, "webhook_update"),
             webhook_enqueue: script!(publish, "webhook_enqueue"),
@@ -91,7 +89,7 @@ impl Scripts {
         }
     }
 
-    pub(super) fn all(&self) -> [&Script; 20] {
+    pub(super) fn all(&self) -> [&Script; 19] {
         [
             &self.post_challenge,
             &self.send_question,
@@ -107,7 +105,6 @@ impl Scripts {
             &self.due,
             &self.feed_add,
             &self.feed_since,
-            &self.relay_done,
             &self.webhook_register,
             &self.webhook_update,
             &self.webhook_enqueue,
@@ -160,9 +157,11 @@ pub(super) struct FeedAdd<'a> {
     /// The access to drop from the pending index, and the score (its
     /// `started_at`) its entry must still have.
     pub unpend: Option<(&'a AccessId, UnixMillis)>,
-    /// How many entries the feed keeps, and for how long.
+    /// How many entries the feed keeps.
     pub length: usize,
-    pub retention: Duration,
+    /// Entries from this time or earlier go: by the gateway's clock, which
+    /// only this trimming reads.
+    pub oldest: UnixMillis,
     /// How long the feed's keys live after this append.
     pub keep: Duration,
     pub entries: &'a [FeedAddEntry<'a>],
@@ -304,7 +303,7 @@ impl Store {
             .key(keys.pending(call.customer))
             .arg(keys.feed_channel(call.customer))
             .arg(call.length)
-            .arg(millis(call.retention))
+            .arg(call.oldest.0)
             .arg(millis(call.keep))
             .arg(unpend)
             .arg(score);
@@ -319,14 +318,6 @@ impl Store {
         }
         let id: String = self.run(&invocation).await?;
         Ok((!id.is_empty()).then_some(id))
-    }
-
-    /// `relay_done.lua`: the access's outbox was relayed up to `last`.
-    pub(super) async fn relay_done(&self, access: &AccessId, last: &str) -> Result<(), StoreError> {
-        let names = self.keys().access(access);
-        let mut invocation = self.scripts.relay_done.key(&names.hash);
-        invocation.key(&names.events).arg(last);
-        self.run::<i64>(&invocation).await.map(drop)
     }
 
     pub(super) async fn feed_read(&self, call: FeedSince<'_>) -> Result<FeedRead, StoreError> {

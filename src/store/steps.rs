@@ -57,6 +57,9 @@ pub(super) struct Parsed {
     pub outbox: Vec<Move>,
     /// How many of the last outbox entries this step recorded.
     pub own: usize,
+    /// The hash's `relay:<id>` fields: the outbox's open relays, which the
+    /// gateway deletes once it has relayed the outbox.
+    pub relays: Vec<String>,
     pub reply: Reply,
 }
 
@@ -129,6 +132,7 @@ impl Parsed {
             )));
         }
         let mut fields = Fields::from_pairs(access, fields);
+        let relays = fields.take_named(RELAY_FIELD);
         let token = fields.take("token");
         let retry_after_ms = fields.take("retry_after_ms");
         let hash = if fields.is_empty() {
@@ -140,6 +144,7 @@ impl Parsed {
             left_waiting,
             outbox,
             own,
+            relays,
             reply: Reply {
                 outcome,
                 access: hash,
@@ -149,6 +154,9 @@ impl Parsed {
         })
     }
 }
+
+/// What the name of every open relay's hash field starts with.
+const RELAY_FIELD: &str = "relay:";
 
 /// The values before the outbox in every reply.
 const HEADER: usize = 4;

@@ -14,16 +14,18 @@
 --
 -- The outbox is every audit-trail entry not yet relayed to the customer's
 -- feed and the webhooks, oldest first; the last `own count` of them are
--- this step's. It is the trail from the hash's `relay_from` on: a step that
--- records sets `relay_from` if it is unset, and the gateway moves it past
--- what it relayed (relay_done.lua). So an entry whose gateway died before
--- relaying it goes out with the next step, or with the sweep, which the
--- relay index (2fa:relay) sends here.
+-- this step's. A step that records adds the hash field `relay:<id>`, named
+-- after its first entry, and the outbox is the trail from the earliest such
+-- field on. The fields come back with the rest of the hash; once the
+-- gateway has relayed the outbox it deletes the fields it was given, with a
+-- plain HDEL, which leaves any field a later step added. So an entry whose
+-- gateway died before relaying it goes out with the next step, or with the
+-- sweep, which the relay index (2fa:relay) sends here.
 
 local WAITING = { need = true, question_sent = true }
 
--- How many entries this step recorded.
-local OWN = 0
+-- The entries this step recorded, as the reply carries them.
+local OWN = {}
 
 -- How many events an access's audit trail keeps.
 local TRAIL_LENGTH = 100
@@ -31,7 +33,7 @@ local TRAIL_LENGTH = 100
 -- The fields the steps read, fetched with one HMGET on first use rather
 -- than a call each; a write to one of them updates it here too.
 local HASH_FIELDS = { 'status', 'expires_at', 'attempt', 'kind', 'started_at',
-  'customer', 'validation', 'relay_from' }
+  'customer', 'validation' }
 local H
 local function field(name)
   if not H then
@@ -54,29 +56,45 @@ local function bare(outcome)
   return { outcome, '0', '0', '0' }
 end
 
+-- The trail from `from` on, as the reply carries it.
+local function outbox_from(from)
+  local out = {}
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[3], from, '+')) do
+    local e = {}
+    for i = 1, #entry[2], 2 do
+      e[entry[2][i]] = entry[2][i + 1]
+    end
+    out[#out + 1] = { entry[1], e.type or '', e.attempt or '', e.at or '',
+      e.by or '', e.reason or '' }
+  end
+  return out
+end
+
 local function reply(outcome, left_waiting, hash)
-  local out = { outcome, left_waiting and '1' or '0', '0', tostring(OWN) }
+  local out = { outcome, left_waiting and '1' or '0', '0', tostring(#OWN) }
   local fields = redis.call('HGETALL', hash)
-  local relay_from
+  -- The earliest open relay, and whether any is not this step's.
+  local from, others
   for i = 1, #fields, 2 do
-    if fields[i] == 'relay_from' then
-      relay_from = fields[i + 1]
+    local id = string.match(fields[i], '^relay:(.+)$')
+    if id then
+      if not OWN[1] or id ~= OWN[1][1] then
+        others = true
+      end
+      if not from or id_before(id, from) then
+        from = id
+      end
     end
   end
-  if relay_from then
-    local outbox = redis.call('XRANGE', KEYS[3], relay_from, '+')
-    out[3] = tostring(#outbox)
-    for _, entry in ipairs(outbox) do
-      local e = {}
-      for i = 1, #entry[2], 2 do
-        e[entry[2][i]] = entry[2][i + 1]
-      end
-      out[#out + 1] = entry[1]
-      out[#out + 1] = e.type or ''
-      out[#out + 1] = e.attempt or ''
-      out[#out + 1] = e.at or ''
-      out[#out + 1] = e.by or ''
-      out[#out + 1] = e.reason or ''
+  -- Most often the outbox is this step's own entries, which it holds.
+  local outbox = OWN
+  if others then
+    outbox = outbox_from(from)
+  end
+  out[3] = tostring(#outbox)
+  for _, entry in ipairs(outbox) do
+    for _, value in ipairs(entry) do
+      out[#out + 1] = value
     end
   end
   for i = 1, #fields, 2 do
@@ -84,7 +102,7 @@ local function reply(outcome, left_waiting, hash)
     if field == 'image' then
       out[#out + 1] = 'has_image'
       out[#out + 1] = '1'
-    elseif field ~= 'token' and field ~= 'relay_from' then
+    elseif field ~= 'token' then
       out[#out + 1] = field
       out[#out + 1] = fields[i + 1]
     end
@@ -111,45 +129,61 @@ end
 
 -- Appends to the audit trail, which is also the outbox: it records who did
 -- what and when, never a token. A new trail gets the hash's lifetime; an
--- existing one already has it (the post that created it set it).
+-- existing one already has it (the post that started it set it). Returns
+-- the hash field that opens this step's relay, on its first entry, for the
+-- caller to write with its own HSET.
 local function record(kind, now, by, reason)
   local attempt = field('attempt')
-  local id
+  local entry = { 'type', kind, 'attempt', attempt, 'at', now, 'by', by }
   if reason and reason ~= '' then
-    id = redis.call('XADD', KEYS[3], 'MAXLEN', TRAIL_LENGTH, '*',
-      'type', kind, 'attempt', attempt, 'at', now, 'by', by, 'reason', reason)
-  else
-    id = redis.call('XADD', KEYS[3], 'MAXLEN', TRAIL_LENGTH, '*',
-      'type', kind, 'attempt', attempt, 'at', now, 'by', by)
+    entry[#entry + 1] = 'reason'
+    entry[#entry + 1] = reason
   end
-  if not field('relay_from') then
-    redis.call('HSET', KEYS[1], 'relay_from', id)
-    H.relay_from = id
-  end
-  OWN = OWN + 1
-  if kind == 'challenge' or redis.call('PTTL', KEYS[3]) < 0 then
+  -- Only a post starts a trail; any other step finds it, unless it went
+  -- (a hand edit, an eviction), and then starts it again with the hash's
+  -- lifetime.
+  local id = kind ~= 'challenge' and redis.call('XADD', KEYS[3], 'NOMKSTREAM',
+    'MAXLEN', TRAIL_LENGTH, '*', unpack(entry))
+  if not id then
+    id = redis.call('XADD', KEYS[3], 'MAXLEN', TRAIL_LENGTH, '*', unpack(entry))
     live_with_hash(KEYS[3])
+  end
+  OWN[#OWN + 1] = { id, kind, attempt, tostring(now), by, reason or '' }
+  if #OWN == 1 then
+    return 'relay:' .. id
   end
 end
 
--- Records a new status and tells everyone who listens. A token lives only
--- while the status is token_received. The statuses that end a wait are also
--- pushed on the wake list, which lives exactly as long as the hash.
-local function move(status, now, by, reason)
-  redis.call('HSET', KEYS[1], 'status', status, 'updated_at', now)
-  field('status')
-  H.status = status
+-- Records a new status and tells everyone who listens, with one HSET of
+-- the status, the relay, the reason and any `extra` field, value pairs. A
+-- token lives only while the status is token_received. The statuses that
+-- end a wait are also pushed on the wake list, which lives exactly as long
+-- as the hash.
+local function move(status, now, by, reason, extra)
+  local before = field('status')
+  local fields = extra or {}
+  fields[#fields + 1] = 'status'
+  fields[#fields + 1] = status
+  fields[#fields + 1] = 'updated_at'
+  fields[#fields + 1] = now
   if reason and reason ~= '' then
-    redis.call('HSET', KEYS[1], 'reason', reason)
+    fields[#fields + 1] = 'reason'
+    fields[#fields + 1] = reason
   end
-  if status ~= 'token_received' then
+  local relay = record(status, now, by, reason)
+  if relay then
+    fields[#fields + 1] = relay
+    fields[#fields + 1] = ''
+  end
+  redis.call('HSET', KEYS[1], unpack(fields))
+  H.status = status
+  if before == 'token_received' then
     redis.call('HDEL', KEYS[1], 'token')
   end
   if status == 'token_received' or status == 'expired' or status == 'cancelled' then
     redis.call('RPUSH', KEYS[2], status)
     live_with_hash(KEYS[2])
   end
-  record(status, now, by, reason)
   redis.call(PUBLISH, ARGV[1], status)
 end
 

@@ -7,7 +7,9 @@
 --                        2fa:customer:{<customer>}:latest
 -- KEYS[3]: the pending index   2fa:customer:{<customer>}:pending
 -- ARGV[1]: the feed's channel   2fa:customer:{<customer>}:changed
--- ARGV[2]: how many entries to keep   ARGV[3]: how long (ms)
+-- ARGV[2]: how many entries to keep
+-- ARGV[3]: entries from this time (Unix ms, by the gateway's clock) or
+--          earlier go
 -- ARGV[4]: how long the keys live after the last append (ms)
 -- ARGV[5]: the access to drop from the pending index, or ''
 -- ARGV[6]: the score its entry must still have (the caller's started_at)
@@ -48,8 +50,7 @@ if excess > 0 then
     redis.call('XDEL', KEYS[1], entry[1])
   end
 end
-local oldest = now_ms() - tonumber(ARGV[3])
-for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', oldest, 'COUNT', 100)) do
+for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', ARGV[3], 'COUNT', 100)) do
   redis.call('XDEL', KEYS[1], entry[1])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])

@@ -19,9 +19,12 @@ if (started and started >= mine) or now_ms() - mine > tonumber(ARGV[9]) then
   return reply('superseded', false, KEYS[1])
 end
 local attempt = tonumber(field('attempt') or '0') + 1
--- What the attempt before left unrelayed goes out with this one.
-local relay_from = field('relay_from')
-redis.call('DEL', KEYS[1], KEYS[2])
+-- The hash is overwritten rather than deleted, so that what the attempt
+-- before left unrelayed (its `relay:` fields) goes out with this one; the
+-- fields only some challenges or statuses have go first.
+redis.call('HDEL', KEYS[1], 'choices', 'image', 'validation',
+  'validation_message', 'instructions', 'token', 'reason')
+redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[1],
   'status', 'need',
   'customer', ARGV[2],
@@ -35,11 +38,8 @@ redis.call('HSET', KEYS[1],
 for i = 10, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
 end
-if relay_from then
-  redis.call('HSET', KEYS[1], 'relay_from', relay_from)
-end
 redis.call('PEXPIREAT', KEYS[1], tonumber(ARGV[7]) + tonumber(ARGV[8]))
 reread()
-record('challenge', ARGV[6], 'scraper')
+redis.call('HSET', KEYS[1], record('challenge', ARGV[6], 'scraper'), '')
 redis.call(PUBLISH, ARGV[1], 'need')
 return reply('done', false, KEYS[1])

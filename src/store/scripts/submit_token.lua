@@ -12,8 +12,8 @@
 -- ARGV[6]: the window (ms)
 -- Every submission to an existing access counts, whatever becomes of it, so
 -- a compromised front end cannot try codes at speed. The count is a fixed
--- window that starts with the first submission: one INCR, and a PEXPIRE
--- when it starts. Replies 'throttled'
+-- window that starts with the first submission: a SET NX with the window's
+-- lifetime, then an INCR for every later one. Replies 'throttled'
 -- with retry_after_ms; 'check_rule' when the challenge has a rule (choices,
 -- a validation, or no token at all) the gateway has not checked; and
 -- 'rule_changed' when a new challenge was posted since that check. Both
@@ -23,9 +23,10 @@ if not field('status') then
 end
 local now = now_ms()
 if ARGV[5] ~= '' then
-  local count = redis.call('INCR', KEYS[4])
-  if count == 1 then
-    redis.call('PEXPIRE', KEYS[4], ARGV[6])
+  -- The first submission of a window starts it with one SET.
+  local count = 1
+  if not redis.call('SET', KEYS[4], 1, 'PX', ARGV[6], 'NX') then
+    count = redis.call('INCR', KEYS[4])
   end
   if count > tonumber(ARGV[5]) then
     local wait = redis.call('PTTL', KEYS[4])
@@ -53,6 +54,5 @@ if ARGV[4] == '' then
 elseif field('started_at') ~= ARGV[4] then
   return reply('rule_changed', false, KEYS[1])
 end
-redis.call('HSET', KEYS[1], 'token', ARGV[2])
-move('token_received', now, 'frontend')
+move('token_received', now, 'frontend', nil, { 'token', ARGV[2] })
 return reply('done', true, KEYS[1])
