@@ -2,10 +2,15 @@
 //! runs a real receiver that verifies every signature with the
 //! `standardwebhooks` crate.
 
+use futures_util::StreamExt;
+use redis::AsyncCommands;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{Receiver, TestApp, hanging_receiver, keyed_app_with, keys};
+use crate::support::{
+    Binary, Receiver, TestApp, eventually, hanging_receiver, keyed_app_with, keys,
+};
+use twofa_bridge::redis_server::RedisServer;
 
 /// A gateway that lets endpoints use loopback `http` URLs, with API keys.
 async fn gateway(authorized_as: &str) -> TestApp {
@@ -278,7 +283,7 @@ async fn readmes_python_receiver_verifies_a_real_message_and_drops_a_duplicate()
         .as_str()
         .expect("a secret")
         .to_owned();
-    receiver.trust(&[&secret]);
+    receiver.trust(&[secret.as_str()]);
     app.challenge("001", "c1", "q").await;
     let message = receiver.next().await;
     let headers: serde_json::Map<String, Value> = message
@@ -528,21 +533,22 @@ async fn one_endpoint_past_the_limit_is_refused_and_a_patch_is_checked_like_a_po
         .assert_error(StatusCode::NOT_FOUND, "not_found");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_gateway_killed_mid_delivery_hands_the_message_on_when_its_lease_ends() {
-    let redis = crate::support::start_redis();
-    // A 1 s timeout gives a 12 s lease (twice the timeout, plus 10 s).
-    let env = [
+/// A gateway in its own process that lets endpoints use loopback `http`
+/// URLs, with `env` besides.
+fn binary_gateway(redis: &RedisServer, env: &[(&str, &str)]) -> Binary {
+    let mut all = vec![
         ("TWOFA_WEBHOOK_ALLOW_HTTP", "1"),
         ("TWOFA_WEBHOOK_ALLOW_PRIVATE", "1"),
-        ("TWOFA_WEBHOOK_TIMEOUT_MS", "1000"),
     ];
-    let doomed = crate::support::Binary::serve(&redis, &env);
-    let mut receiver = Receiver::start().await;
-    receiver.hang(1);
-    let client = reqwest::Client::new();
-    let created: Value = client
-        .post(format!("{}/v1/webhooks", doomed.url()))
+    all.extend_from_slice(env);
+    Binary::serve(redis, &all)
+}
+
+/// Registers the receiver on a gateway in its own process, and trusts the
+/// secret; returns the created endpoint.
+async fn register_on(gateway: &Binary, receiver: &Receiver) -> Value {
+    let created: Value = reqwest::Client::new()
+        .post(format!("{}/v1/webhooks", gateway.url()))
         .json(&json!({ "url": receiver.url }))
         .send()
         .await
@@ -551,12 +557,28 @@ async fn a_gateway_killed_mid_delivery_hands_the_message_on_when_its_lease_ends(
         .await
         .expect("JSON");
     receiver.trust(&[created["secret"].as_str().expect("a secret")]);
-    client
-        .put(format!("{}/v1/accesses/001/challenge", doomed.url()))
-        .json(&json!({"customer": "c1", "finEntityName": "Real", "doubleAuthQuestion": "q"}))
+    created
+}
+
+/// Posts access 001's challenge for c1 on a gateway in its own process.
+async fn post_on(gateway: &Binary, question: &str) {
+    reqwest::Client::new()
+        .put(format!("{}/v1/accesses/001/challenge", gateway.url()))
+        .json(&json!({"customer": "c1", "finEntityName": "Real", "doubleAuthQuestion": question}))
         .send()
         .await
         .expect("posted");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gateway_killed_mid_delivery_hands_the_message_on_when_its_lease_ends() {
+    let redis = crate::support::start_redis();
+    // A 1 s timeout gives a 12 s lease (twice the timeout, plus 10 s).
+    let doomed = binary_gateway(&redis, &[("TWOFA_WEBHOOK_TIMEOUT_MS", "1000")]);
+    let mut receiver = Receiver::start().await;
+    receiver.hang(1);
+    register_on(&doomed, &receiver).await;
+    post_on(&doomed, "q").await;
     // The doomed gateway holds the lane, its try hanging: kill it there.
     let first = receiver.next().await;
     drop(doomed);
@@ -571,4 +593,162 @@ async fn a_gateway_killed_mid_delivery_hands_the_message_on_when_its_lease_ends(
         started.elapsed()
     );
     drop(survivor);
+}
+
+/// What an operator sees of webhooks, from a gateway in its own process
+/// (so the counters are its alone): the metrics count every try, and the
+/// log names a failed try's endpoint, status and error, never the secret or
+/// a body.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_each_try_and_the_log_shows_no_secret_and_no_body() {
+    let redis = crate::support::start_redis();
+    let env = [
+        ("TWOFA_TEST_WEBHOOK_DELAY_DIVISOR", "100"),
+        ("TWOFA_LOG_FORMAT", "json"),
+        ("RUST_LOG", "debug"),
+    ];
+    let mut gateway = binary_gateway(&redis, &env);
+    let base = gateway.url();
+    let client = reqwest::Client::new();
+    let mut receiver = Receiver::start().await;
+    receiver.answer(&[500, 500]);
+    let created = register_on(&gateway, &receiver).await;
+    let endpoint = created["id"].as_str().expect("an id").to_owned();
+    let secret = created["secret"].as_str().expect("a secret").to_owned();
+    let question = "Body-only question 5e1c";
+    post_on(&gateway, question).await;
+    for _ in 0..3 {
+        receiver.next().await;
+    }
+
+    let metrics = || async {
+        let response = client.get(format!("{base}/metrics")).send().await;
+        match response {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    };
+    // The third try's 2xx is counted just after the receiver answers it,
+    // and the pending gauge is sampled once a poll.
+    eventually("the delivery is counted and nothing is pending", || async {
+        let text = metrics().await;
+        text.contains("twofa_webhook_messages_total{outcome=\"delivered\"} 1")
+            && text.lines().any(|l| l == "twofa_webhook_pending 0")
+    })
+    .await;
+    let text = metrics().await;
+    for line in [
+        "twofa_webhook_messages_total{outcome=\"retried\"} 2",
+        "twofa_webhook_delivery_seconds_count 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    }
+    assert!(!text.contains("outcome=\"failed\"} 1"), "{text}");
+    let relayed = text
+        .lines()
+        .find_map(|l| l.strip_prefix("twofa_relay_lag_seconds_count "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert_eq!(relayed, Some(1), "one move relayed, in:\n{text}");
+
+    gateway.child.kill().expect("stop the gateway");
+    let mut log = gateway.log_before_listening.clone();
+    log.extend(gateway.log_after_exit());
+    let failures: Vec<&String> = log
+        .iter()
+        .filter(|line| line.contains("a webhook delivery failed"))
+        .collect();
+    assert_eq!(failures.len(), 2, "{log:#?}");
+    for line in failures {
+        assert!(line.contains(&endpoint) && line.contains("500"), "{line}");
+    }
+    let key = secret.trim_start_matches("whsec_");
+    for line in &log {
+        assert!(!line.contains(key), "the secret is in: {line}");
+        assert!(!line.contains(question), "a body is in: {line}");
+    }
+}
+
+/// An endpoint's history keeps no finished message older than a day, and
+/// at most the last 1,000.
+#[tokio::test(flavor = "multi_thread")]
+async fn history_keeps_the_last_thousand_messages_and_none_from_yesterday() {
+    let app = gateway(keys::ADMIN).await;
+    let mut receiver = Receiver::start().await;
+    let id = register(&app, &receiver).await;
+    let (messages, history) = (
+        format!("2fa:webhook:{{{id}}}:messages"),
+        format!("2fa:webhook:{{{id}}}:history"),
+    );
+    // A message delivered 25 hours ago, as a day-old history holds it.
+    let day_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64
+        - 25 * 3600 * 1000;
+    let old = json!({
+        "type": "webhook.test", "body": "{}", "tries": 1, "state": "delivered",
+        "lastStatus": 200, "createdAt": day_ago, "at": day_ago,
+    });
+    let mut conn = app.conn.clone();
+    redis::pipe()
+        .hset(&messages, "msg_yesterday", old.to_string())
+        .zadd(&history, "msg_yesterday", day_ago)
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("a day-old message");
+
+    let test = format!("/v1/webhooks/{id}/test");
+    let send = |n: usize| {
+        let (app, test) = (&app, &test);
+        async move {
+            let sent = futures_util::stream::iter(0..n)
+                .map(|_| async move { app.send(Method::POST, test, None).await.status })
+                .buffer_unordered(32)
+                .collect::<Vec<_>>()
+                .await;
+            assert!(sent.iter().all(|s| *s == StatusCode::ACCEPTED), "{sent:?}");
+        }
+    };
+    let count = |conn: redis::aio::MultiplexedConnection| {
+        let (messages, history) = (messages.clone(), history.clone());
+        async move {
+            let mut conn = conn;
+            let kept: usize = conn.zcard(&history).await.expect("ZCARD");
+            let records: usize = conn.hlen(&messages).await.expect("HLEN");
+            let old: bool = conn
+                .hexists(&messages, "msg_yesterday")
+                .await
+                .expect("HEXISTS");
+            (kept, records, old)
+        }
+    };
+
+    // One delivery later, yesterday's message is gone.
+    send(1).await;
+    receiver.next().await;
+    eventually("yesterday's message goes", || async {
+        count(conn.clone()).await == (1, 1, false)
+    })
+    .await;
+
+    // 1,001 more: the oldest goes, the last 1,000 stay.
+    send(1_001).await;
+    for _ in 0..1_001 {
+        receiver.next().await;
+    }
+    eventually("the history holds the last 1,000", || async {
+        count(conn.clone()).await == (1_000, 1_000, false)
+    })
+    .await;
+    let listed = app
+        .send(Method::GET, &format!("/v1/webhooks/{id}/deliveries"), None)
+        .await
+        .body;
+    let listed = listed.as_array().expect("rows");
+    assert!(
+        !listed.is_empty() && listed.len() <= 1_000,
+        "{}",
+        listed.len()
+    );
+    assert!(listed.iter().all(|row| row["state"] == "delivered"));
 }
