@@ -169,12 +169,21 @@ impl Client {
         path: &str,
         body: Option<&impl Serialize>,
     ) -> Result<T, ClientError> {
+        decode(self.send(method, path, body).await?).await
+    }
+
+    /// One request with the usual 30 s bound, its answer not read yet.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<reqwest::Response, ClientError> {
         let mut request = self.request(method, path).timeout(Duration::from_secs(30));
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(ClientError::Transport)?;
-        decode(response).await
+        request.send().await.map_err(ClientError::Transport)
     }
 
     /// `PUT /v1/accesses/{access}/challenge`: starts attempt n+1.

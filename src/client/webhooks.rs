@@ -22,11 +22,7 @@ impl Client {
     /// `DELETE /v1/webhooks/{id}`, which answers 204 with no body.
     pub async fn delete_webhook(&self, id: &str) -> Result<(), ClientError> {
         let path = format!("/v1/webhooks/{}", segment(id));
-        let response = self
-            .request(Method::DELETE, &path)
-            .send()
-            .await
-            .map_err(ClientError::Transport)?;
+        let response = self.send(Method::DELETE, &path, None::<&()>).await?;
         if response.status().is_success() {
             Ok(())
         } else {

@@ -16,7 +16,7 @@ use crate::model::{
     CreatedWebhook, Delivery, EventType, MessageBody, NewWebhook, RotatedSecret, UnixMillis,
     Webhook, WebhookPatch,
 };
-use crate::store::webhooks::{Endpoint, MessageRecord, endpoint_fields};
+use crate::store::webhooks::{Endpoint, EndpointChange, MessageRecord};
 use crate::webhooks::{HostError, UrlPolicy, WebhookSecret, WebhookUrl, check_host};
 
 /// What the webhook routes enforce, from the configuration.
@@ -161,6 +161,11 @@ fn endpoint_id(path: WebhookPath) -> Result<String, AppError> {
     if valid { Ok(id) } else { Err(not_found(&id)) }
 }
 
+/// The endpoint, or a 404.
+async fn endpoint(state: &AppState, id: &str) -> Result<Endpoint, AppError> {
+    state.store.webhook(id).await?.ok_or_else(|| not_found(id))
+}
+
 /// `GET /v1/webhooks/{id}`.
 #[utoipa::path(
     get,
@@ -178,10 +183,7 @@ pub async fn get(
     Path(path): Path<WebhookPath>,
 ) -> Result<Json<Webhook>, AppError> {
     let id = endpoint_id(path)?;
-    match state.store.webhook(&id).await? {
-        Some(endpoint) => Ok(Json(endpoint.webhook)),
-        None => Err(not_found(&id)),
-    }
+    Ok(Json(endpoint(&state, &id).await?.webhook))
 }
 
 /// `PATCH /v1/webhooks/{id}`: any of `url`, `events`, `description` and
@@ -205,32 +207,30 @@ pub async fn update(
     AppJson(patch): AppJson<WebhookPatch>,
 ) -> Result<Json<Webhook>, AppError> {
     let id = endpoint_id(path)?;
-    let mut webhook = state
-        .store
-        .webhook(&id)
-        .await?
-        .ok_or_else(|| not_found(&id))?
-        .webhook;
+    endpoint(&state, &id).await?;
+    // Only what the patch names is written, so a field changed meanwhile
+    // (a 410 that disabled the endpoint, another patch) stays as it is.
+    let mut change = EndpointChange {
+        disabled: patch.disabled,
+        ..EndpointChange::default()
+    };
     if let Some(url) = patch.url {
-        webhook.url = checked_url(&url, &state.webhooks.policy).await?;
+        change.url = Some(checked_url(&url, &state.webhooks.policy).await?);
     }
     if patch.events.is_some() {
-        webhook.events = checked_events(patch.events)?;
+        change.events = Some(checked_events(patch.events)?);
     }
     if patch.description.is_some() {
-        webhook.description = checked_description(patch.description)?;
-    }
-    if let Some(disabled) = patch.disabled {
-        webhook.disabled = disabled;
+        change.description = Some(checked_description(patch.description)?);
     }
     if !state
         .store
-        .update_webhook(&id, None, &endpoint_fields(&webhook))
+        .update_webhook(&id, None, &change.fields())
         .await?
     {
         return Err(not_found(&id));
     }
-    Ok(Json(webhook))
+    Ok(Json(endpoint(&state, &id).await?.webhook))
 }
 
 /// `DELETE /v1/webhooks/{id}`: no delivery to it starts afterwards, and its
@@ -277,8 +277,7 @@ pub async fn rotate(
 ) -> Result<Json<RotatedSecret>, AppError> {
     let id = endpoint_id(path)?;
     let secret = WebhookSecret::generate();
-    let grace = u64::try_from(state.webhooks.rotation_grace.as_millis()).unwrap_or(u64::MAX);
-    let until = UnixMillis(UnixMillis::now().0.saturating_add(grace));
+    let until = UnixMillis::now().after(state.webhooks.rotation_grace);
     if !state
         .store
         .update_webhook(&id, Some((secret.expose(), until)), &[])
@@ -308,9 +307,7 @@ pub async fn test(
     Path(path): Path<WebhookPath>,
 ) -> Result<StatusCode, AppError> {
     let id = endpoint_id(path)?;
-    if state.store.webhook(&id).await?.is_none() {
-        return Err(not_found(&id));
-    }
+    endpoint(&state, &id).await?;
     let now = UnixMillis::now();
     let body = MessageBody {
         kind: "webhook.test",
@@ -361,8 +358,6 @@ pub async fn deliveries(
     if !(1..=1000).contains(&limit) {
         return Err(AppError::BadRequest("limit must be 1 to 1000".to_owned()));
     }
-    if state.store.webhook(&id).await?.is_none() {
-        return Err(not_found(&id));
-    }
+    endpoint(&state, &id).await?;
     Ok(Json(state.store.deliveries(&id, limit).await?))
 }

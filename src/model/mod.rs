@@ -120,6 +120,22 @@ impl UnixMillis {
         UnixMillis(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
     }
 
+    /// This long later, or the end of time.
+    pub fn after(self, duration: Duration) -> UnixMillis {
+        UnixMillis(
+            self.0
+                .saturating_add(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)),
+        )
+    }
+
+    /// This long earlier, or 1970.
+    pub fn before(self, duration: Duration) -> UnixMillis {
+        UnixMillis(
+            self.0
+                .saturating_sub(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)),
+        )
+    }
+
     pub fn to_system_time(self) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(self.0)
     }

@@ -178,7 +178,7 @@ impl Delivery {
                 match next_try(record.tries, &mut rand::rng()) {
                     Some(wait) => {
                         let wait = wait / self.delay_divisor.max(1);
-                        TryOutcome::Retry(now + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX))
+                        TryOutcome::Retry(UnixMillis(now).after(wait).0)
                     }
                     None => TryOutcome::Failed,
                 }

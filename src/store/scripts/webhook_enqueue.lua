@@ -31,7 +31,11 @@ for i = 3, #ARGV, 3 do
     added = added + 1
   end
 end
-for k = 2, 5 do
-  redis.call('PEXPIRE', KEYS[k], ARGV[2])
+-- The keys go a day after the last message queued; a relay that brought
+-- nothing new leaves them as they were.
+if added > 0 then
+  for k = 2, 5 do
+    redis.call('PEXPIRE', KEYS[k], ARGV[2])
+  end
 end
 return added

@@ -3,7 +3,7 @@
 //! The registry `2fa:webhooks` lists the endpoints; each endpoint's keys
 //! share its own hash tag, so its queue moves in one script on one slot.
 //! Messages are queued by the relay, in the same pass that relays an outbox
-//! to the feed (`relay`), before the outbox moves on: a message can be
+//! to the feed (`relay`), before its relay fields close: a message can be
 //! queued twice, never lost, and queuing it twice changes nothing, as its id
 //! comes from the move. Each endpoint's queue holds one lane per access, so
 //! that an access's messages go out in order while the others' go on.
@@ -72,7 +72,7 @@ impl Store {
                 .await;
             return Err(error);
         }
-        self.refresh_subscriptions().await?;
+        self.refresh_after_change().await;
         Ok(true)
     }
 
@@ -122,7 +122,10 @@ impl Store {
             invocation.arg(*field).arg(value);
         }
         let changed = self.run::<i64>(&invocation).await? == 1;
-        self.refresh_subscriptions().await?;
+        // A rotation alone changes no subscription.
+        if !fields.is_empty() {
+            self.refresh_after_change().await;
+        }
         Ok(changed)
     }
 
@@ -141,7 +144,7 @@ impl Store {
             ]))
             .await?;
         let unlisted: usize = self.bounded(conn.zrem(self.keys().webhooks(), id)).await?;
-        self.refresh_subscriptions().await?;
+        self.refresh_after_change().await;
         Ok(deleted > 0 || unlisted > 0)
     }
 
@@ -153,7 +156,16 @@ impl Store {
         }
     }
 
-    /// Reads the enabled endpoints again: every gateway does it each second,
+    /// After a change this gateway made, which has committed: the cache
+    /// catches up at once, or else with the delivery loop's next poll, so a
+    /// failure here fails nothing.
+    pub(super) async fn refresh_after_change(&self) {
+        if let Err(error) = self.refresh_subscriptions().await {
+            tracing::warn!(%error, "could not read the webhook endpoints again; the next poll will");
+        }
+    }
+
+    /// Reads the enabled endpoints again: every gateway does it each poll,
     /// and after its own changes, so a new endpoint hears of transitions
     /// relayed from about a second after its creation on.
     pub async fn refresh_subscriptions(&self) -> Result<(), StoreError> {
@@ -189,16 +201,45 @@ fn events_field(events: &[EventType]) -> String {
 }
 
 /// The endpoint hash's fields, as `register_webhook` writes them.
-pub fn endpoint_fields(webhook: &Webhook) -> Vec<(&'static str, String)> {
-    vec![
-        ("url", webhook.url.clone()),
-        ("events", events_field(&webhook.events)),
-        (
-            "description",
-            webhook.description.clone().unwrap_or_default(),
-        ),
-        ("disabled", flag(webhook.disabled)),
-    ]
+/// What a change to an endpoint sets; `None` leaves a field as it is, and
+/// a description of `Some(None)` clears it.
+#[derive(Debug, Default)]
+pub struct EndpointChange {
+    pub url: Option<String>,
+    pub events: Option<Vec<EventType>>,
+    pub description: Option<Option<String>>,
+    pub disabled: Option<bool>,
+}
+
+impl EndpointChange {
+    /// The hash fields it writes; an empty value deletes one.
+    pub fn fields(&self) -> Vec<(&'static str, String)> {
+        let mut fields = Vec::new();
+        if let Some(url) = &self.url {
+            fields.push(("url", url.clone()));
+        }
+        if let Some(events) = &self.events {
+            fields.push(("events", events_field(events)));
+        }
+        if let Some(description) = &self.description {
+            fields.push(("description", description.clone().unwrap_or_default()));
+        }
+        if let Some(disabled) = self.disabled {
+            fields.push(("disabled", flag(disabled)));
+        }
+        fields
+    }
+}
+
+/// Every setting of a new endpoint, as hash fields.
+fn endpoint_fields(webhook: &Webhook) -> Vec<(&'static str, String)> {
+    EndpointChange {
+        url: Some(webhook.url.clone()),
+        events: Some(webhook.events.clone()),
+        description: Some(webhook.description.clone()),
+        disabled: Some(webhook.disabled),
+    }
+    .fields()
 }
 
 fn endpoint_from(id: &str, fields: &HashMap<String, String>) -> Result<Endpoint, StoreError> {

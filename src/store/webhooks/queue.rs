@@ -1,11 +1,12 @@
 //! Each endpoint's queue: messages queued by the relay, leased lane by lane
 //! to one gateway's delivery worker, and kept as history.
 
+use futures_util::future::join_all;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
 use super::super::{Store, StoreError, millis};
-use crate::model::{Delivery, DeliveryState, Message, Transition, UnixMillis};
+use crate::model::{Delivery, DeliveryState, EventType, Message, Transition, UnixMillis};
 
 /// How many messages an endpoint's history keeps, and for how long.
 pub const HISTORY_LENGTH: usize = 1_000;
@@ -224,9 +225,16 @@ impl Store {
             .arg(millis(HISTORY_AGE));
         let done: String = self.run(&invocation).await?;
         if outcome == TryOutcome::Gone {
-            self.refresh_subscriptions().await?;
+            self.refresh_after_change().await;
         }
-        Ok(done == "done")
+        match done.as_str() {
+            "done" => Ok(true),
+            "lost" => Ok(false),
+            other => Err(StoreError::malformed_in(
+                format!("webhook {id}"),
+                format!("webhook_complete.lua replied `{other}`"),
+            )),
+        }
     }
 
     /// The latest messages of one endpoint, newest first.
@@ -298,37 +306,43 @@ impl Store {
             return true;
         }
         let after = &transition.after;
-        let messages: Vec<Message> = transition
+        // Each move's message, paired with its own move (a superseded
+        // challenge makes none), built once for every endpoint.
+        let messages: Vec<(EventType, (String, String, MessageRecord))> = transition
             .moves
             .iter()
-            .filter_map(|moved| Message::of(after, moved))
+            .filter_map(|moved| {
+                let message = Message::of(after, moved)?;
+                let access = message.access.to_string();
+                let record = MessageRecord::new(
+                    message.event.as_str(),
+                    Some(access.clone()),
+                    message.body,
+                    moved.at.0,
+                    now,
+                );
+                Some((message.event, (message.id, access, record)))
+            })
             .collect();
-        let mut all = true;
-        for subscription in subscriptions.iter() {
+        // Every endpoint's queue is its own slot: they are written at once.
+        let queued = subscriptions.iter().map(|subscription| {
             let wanted: Vec<(String, String, MessageRecord)> = messages
                 .iter()
-                .zip(&transition.moves)
-                .filter(|(message, _)| subscription.events.contains(&message.event))
-                .map(|(message, moved)| {
-                    let record = MessageRecord::new(
-                        message.event.as_str(),
-                        Some(message.access.to_string()),
-                        message.body.clone(),
-                        moved.at.0,
-                        now,
-                    );
-                    (message.id.clone(), message.access.to_string(), record)
-                })
+                .filter(|(event, _)| subscription.events.contains(event))
+                .map(|(_, message)| message.clone())
                 .collect();
-            if wanted.is_empty() {
-                continue;
+            async move {
+                if wanted.is_empty() {
+                    return true;
+                }
+                let queued = self.enqueue_webhook(&subscription.id, &wanted, now).await;
+                if let Err(error) = &queued {
+                    let (endpoint, access) = (&subscription.id, &after.access);
+                    tracing::warn!(%endpoint, %access, %error, "could not queue webhook messages; the sweep will");
+                }
+                queued.is_ok()
             }
-            if let Err(error) = self.enqueue_webhook(&subscription.id, &wanted, now).await {
-                let (endpoint, access) = (&subscription.id, &after.access);
-                tracing::warn!(%endpoint, %access, %error, "could not queue webhook messages; the sweep will");
-                all = false;
-            }
-        }
-        all
+        });
+        join_all(queued).await.into_iter().all(|queued| queued)
     }
 }
