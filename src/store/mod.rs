@@ -179,12 +179,13 @@ pub struct Store {
 
 /// What an access step did: its named outcome, and the outbox it relayed.
 /// Callers take the outcome through `Stepped::observed`, so the metrics
-/// count every move of every step.
+/// count every step's own moves.
 struct Stepped<O> {
     outcome: O,
     transition: Option<Transition>,
-    /// Whether the feed has the outbox: if not, its mark (or the expiring
-    /// entry standing in for one) must stay for the sweep.
+    /// Whether the feed and every webhook queue have the outbox: if not,
+    /// its mark (or the expiring entry standing in for one) must stay for
+    /// the sweep.
     relayed: bool,
 }
 
@@ -290,6 +291,7 @@ impl Store {
             .key(&names.submitted)
             .arg(&names.changed);
         step.args(&mut invocation);
+        let relays_all = step.relays_all();
         let (mark, reply) = if S::MARKS {
             let (mark, reply) = self.mark_and_run(access, &invocation).await?;
             (Some(mark), reply)
@@ -306,13 +308,14 @@ impl Store {
         } = Parsed::from_reply(access, reply)?;
         let after = reply.access();
         let transition = after.and_then(|after| Transition::new(after, outbox, own));
+        let relay_now = own > 0 || relays_all;
         let relayed = match &transition {
-            Some(transition) => self.relay(transition, left_waiting).await,
-            None => true,
+            Some(transition) if relay_now => self.relay(transition, left_waiting).await,
+            _ => true,
         };
-        if relayed {
-            self.settle(access, &relays, mark, after.filter(|_| left_waiting))
-                .await;
+        if relayed && relay_now {
+            let left_waiting = after.filter(|_| left_waiting);
+            self.settle(&names.hash, &relays, mark, left_waiting).await;
         }
         let outcome =
             S::outcome(reply).map_err(|problem| StoreError::malformed(access, problem))?;

@@ -18,7 +18,7 @@
 //! removes the mark once no step can still be in flight behind it.
 //!
 //! The relay also queues a message per move for every webhook endpoint that
-//! wants it (`webhooks`), before the outbox moves on.
+//! wants it (`webhooks`), before the relay fields close.
 //!
 //! Relaying twice is harmless: the feed keeps the latest trail id it has
 //! for each access and drops what is not later (`feed_add.lua`), and a
@@ -216,11 +216,7 @@ impl Store {
             customer: &after.customer,
             unpend: unpend.then_some((&after.access, after.started_at)),
             length: self.options.feed_length,
-            oldest: UnixMillis(
-                UnixMillis::now()
-                    .0
-                    .saturating_sub(millis(self.options.feed_retention)),
-            ),
+            oldest: UnixMillis::now().before(self.options.feed_retention),
             // The feed's keys outlive any access they report on, so a reader
             // behind them finds a removal recorded rather than a new stream.
             keep: self.options.feed_retention + self.options.retention,
@@ -251,32 +247,30 @@ impl Store {
         true
     }
 
-    /// After a relay, or a step with nothing to relay, three independent
-    /// writes at once: the relayed outbox's `relay:` fields go (a plain
-    /// HDEL, which leaves any a later step added), the step's mark goes,
-    /// and so does the expiring entry of a step that left waiting. A
-    /// failure only leaves work for a later step or a sweep, which relays
-    /// again and finds that every consumer has it.
+    /// After a relay, or a step with nothing to relay: the relayed outbox's
+    /// `relay:` fields close (a plain HDEL, which leaves any a later step
+    /// opened), then the step's mark goes, while the expiring entry of a
+    /// step that left waiting goes too. The mark goes only once the fields
+    /// have, so an open field always has a mark or a later step behind it;
+    /// a failure only leaves work for the sweep, which relays again and
+    /// finds that every consumer has it.
     pub(super) async fn settle(
         &self,
-        access: &AccessId,
+        hash: &str,
         relays: &[String],
         mark: Option<Mark>,
         left_waiting: Option<&Access>,
     ) {
-        let drain = async {
+        let close_then_unmark = async {
+            let mut conn = self.link.get();
             if !relays.is_empty() {
-                let mut conn = self.link.get();
-                let hash = self.keys().access(access).hash;
-                let drained = self.bounded(conn.hdel::<_, _, ()>(&hash, relays));
-                if let Err(error) = drained.await {
-                    tracing::warn!(%access, %error, "could not close an outbox's relays");
+                let closed = self.bounded(conn.hdel::<_, _, ()>(hash, relays));
+                if let Err(error) = closed.await {
+                    tracing::warn!(%hash, %error, "could not close an outbox's relays; the sweep will");
+                    return;
                 }
             }
-        };
-        let unmark = async {
             if let Some(Mark { key, member }) = mark {
-                let mut conn = self.link.get();
                 let removed = self.bounded(conn.zrem::<_, _, ()>(&key, &member));
                 if let Err(error) = removed.await {
                     tracing::warn!(%error, "could not remove a relay mark; the sweep will");
@@ -288,7 +282,7 @@ impl Store {
                 self.forget_expiring(access).await;
             }
         };
-        futures_util::join!(drain, unmark, unexpire);
+        futures_util::join!(close_then_unmark, unexpire);
     }
 
     /// Relays the outboxes whose marks fell due: their gateways died, or

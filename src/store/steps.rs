@@ -32,6 +32,14 @@ pub(super) trait AccessStep {
     /// they expire a challenge, whose expiring entry, due already, stands in
     /// for a mark.
     const MARKS: bool;
+    /// Whether the step relays the whole outbox it is shown even when it
+    /// recorded nothing itself. Steps that mark do (they remove their mark
+    /// after), and so do the sweeps; a plain read leaves another step's
+    /// outbox to that step, its mark and the sweep, rather than relay it
+    /// again on a scraper's or a page's time.
+    fn relays_all(&self) -> bool {
+        Self::MARKS
+    }
     fn script(scripts: &Scripts) -> &Script;
     /// ARGV[2], ...: everything after the access's channel.
     fn args(&self, invocation: &mut ScriptInvocation<'_>);
@@ -473,6 +481,10 @@ impl AccessStep for Expire {
     const NAME: &'static str = "expire";
     const MARKS: bool = false;
 
+    fn relays_all(&self) -> bool {
+        true
+    }
+
     fn script(scripts: &Scripts) -> &Script {
         &scripts.expire
     }
@@ -518,6 +530,10 @@ impl AccessStep for Read {
     type Outcome = Found;
     const NAME: &'static str = "read";
     const MARKS: bool = false;
+
+    fn relays_all(&self) -> bool {
+        matches!(self, Read::Plain)
+    }
 
     fn script(scripts: &Scripts) -> &Script {
         &scripts.read

@@ -74,8 +74,8 @@ async fn a_gateway_killed_between_a_commit_and_its_relay_loses_no_event() {
         events,
         expected.map(|(event, status)| (event.to_owned(), status.to_owned()))
     );
-    // The relay moves the outbox on once every consumer has it, just after
-    // the feed.
+    // The relay closes the outbox's relay fields once every consumer has
+    // it, just after the feed.
     survivor
         .until("the outbox is empty", || async {
             !survivor

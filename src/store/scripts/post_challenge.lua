@@ -21,9 +21,10 @@ end
 local attempt = tonumber(field('attempt') or '0') + 1
 -- The hash is overwritten rather than deleted, so that what the attempt
 -- before left unrelayed (its `relay:` fields) goes out with this one; the
--- fields only some challenges or statuses have go first.
+-- fields only some challenges or statuses have go first (the optional
+-- fields of `hash.rs`), with the pointer an earlier build of the outbox kept.
 redis.call('HDEL', KEYS[1], 'choices', 'image', 'validation',
-  'validation_message', 'instructions', 'token', 'reason')
+  'validation_message', 'instructions', 'token', 'reason', 'relay_from')
 redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[1],
   'status', 'need',
