@@ -128,14 +128,6 @@ impl UnixMillis {
         )
     }
 
-    /// This long earlier, or 1970.
-    pub fn before(self, duration: Duration) -> UnixMillis {
-        UnixMillis(
-            self.0
-                .saturating_sub(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)),
-        )
-    }
-
     pub fn to_system_time(self) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(self.0)
     }

@@ -275,9 +275,9 @@ impl Store {
 
     /// Runs one access script, then relays its outbox and tidies up after
     /// it, all before the outcome is named, as the step has happened
-    /// whatever its reply. A step that may record a move is preceded by a
-    /// relay mark, so that if this gateway dies before the relay, another
-    /// one's sweep relays it (see `relay`).
+    /// whatever its reply. A step that records leaves a relay mark (on a
+    /// cluster the gateway writes it first), so that if this gateway dies
+    /// before the relay, another one's sweep relays it (see `relay`).
     async fn step<S: AccessStep>(
         &self,
         access: &AccessId,
@@ -290,14 +290,19 @@ impl Store {
             .key(&names.events)
             .key(&names.submitted)
             .arg(&names.changed);
+        let relay_index = self.keys().relay(0, 1);
+        let in_step = self.marks_in_step();
+        if in_step {
+            invocation.key(&relay_index);
+        }
         step.args(&mut invocation);
         let relays_all = step.relays_all();
-        let (mark, reply) = if S::MARKS {
-            let (mark, reply) = self.mark_and_run(access, &invocation).await?;
-            (Some(mark), reply)
+        let mark = if S::MARKS && !in_step {
+            Some(self.mark_relay(access).await?)
         } else {
-            (None, self.run(&invocation).await?)
+            None
         };
+        let reply = self.run(&invocation).await?;
         crate::fault::after_commit(S::NAME).await;
         let Parsed {
             left_waiting,
@@ -315,6 +320,11 @@ impl Store {
         };
         if relayed && relay_now {
             let left_waiting = after.filter(|_| left_waiting);
+            let mark = if in_step {
+                relay::Mark::of_relays(relay_index, access, &relays)
+            } else {
+                mark
+            };
             self.settle(&names.hash, &relays, mark, left_waiting).await;
         }
         let outcome =

@@ -11,11 +11,16 @@
 //! opened meanwhile stays, so its entries go out again with the next relay.
 //!
 //! The slow path is for a gateway that died between the step and its relay.
-//! Before a step that may record a move, the gateway writes a relay mark in
-//! the shared relay index `2fa:relay`, due a second later, and removes it
-//! once the relay is done. Every gateway's sweep takes the marks that fell
-//! due, reads the access (which relays its outbox, as every step does), and
-//! removes the mark once no step can still be in flight behind it.
+//! Every step that records also leaves a relay mark in the shared relay
+//! index `2fa:relay`, scored by when it was written. On a single Redis the
+//! step writes it itself, `<access>|<first audit id>`, in the same script as
+//! its relay field, and the gateway removes it with the field. A cluster
+//! keeps the index in other slots, so there the gateway writes a mark,
+//! `<access>|<ms>-<nonce>`, before a step that may record, and removes it
+//! once the relay is done. Every gateway's sweep takes the marks older than
+//! a second, reads the access (which relays its outbox, as every step does),
+//! and removes the mark: at once for a mark its step wrote, and for a mark
+//! written before its step once no step can still be in flight behind it.
 //!
 //! The relay also queues a message per move for every webhook endpoint that
 //! wants it (`webhooks`), before the relay fields close.
@@ -32,7 +37,7 @@ use futures_util::future::join_all;
 use redis::AsyncCommands;
 
 use super::script::{FeedAdd, FeedAddEntry, FeedEvent};
-use super::steps::{Found, Read};
+use super::steps::{Found, RELAY_FIELD, Read};
 use super::{Store, StoreError, all_but_failures, millis};
 use crate::metrics;
 use crate::model::{Access, AccessId, Moved, Status, Transition, UnixMillis};
@@ -40,6 +45,12 @@ use crate::model::{Access, AccessId, Moved, Status, Transition, UnixMillis};
 /// How long a gateway has to relay a step's outbox itself before any
 /// gateway's sweep does it.
 const RELAY_GRACE: Duration = Duration::from_secs(1);
+
+/// How often a customer's feed renews its keys' lifetimes and drops the
+/// entries past their retention, rather than on every append: a busy feed
+/// saves three Redis calls an append, and an entry outlives its retention
+/// by at most this long (less when the retention itself is shorter).
+const FEED_HOUSEKEEPING: Duration = Duration::from_secs(60);
 
 /// How many marks one sweep takes before it looks again.
 const SWEEP_BATCH: isize = 500;
@@ -60,15 +71,27 @@ const BUCKET_TRIES: usize = 3;
 /// How long a bucket that could not be written is passed over.
 const BUCKET_REST: Duration = Duration::from_secs(5);
 
-/// A relay mark, written before a step: the bucket's key, and the member
-/// `<access>|<ms>-<nonce>`, where `ms` is when it was written (by the
-/// gateway's clock).
+/// Relay marks in one key of the relay index: `<access>|<ms>-<nonce>`,
+/// written by the gateway before a step on a cluster, or `<access>|<audit
+/// id>`, written by the step itself on a single Redis. Either way `ms` is
+/// when it was written.
 pub(super) struct Mark {
     key: String,
-    member: String,
+    members: Vec<String>,
 }
 
 impl Mark {
+    /// The marks a single Redis's steps wrote for the outbox relays
+    /// `relays` (hash fields `relay:<id>`) of `access`.
+    pub(super) fn of_relays(key: String, access: &AccessId, relays: &[String]) -> Option<Mark> {
+        let members: Vec<String> = relays
+            .iter()
+            .filter_map(|field| field.strip_prefix(RELAY_FIELD))
+            .map(|id| format!("{access}|{id}"))
+            .collect();
+        (!members.is_empty()).then_some(Mark { key, members })
+    }
+
     fn parse(member: &str) -> Option<(AccessId, u64)> {
         let (access, written) = member.rsplit_once('|')?;
         let (ms, _nonce) = written.split_once('-')?;
@@ -114,70 +137,40 @@ impl Buckets {
     }
 }
 
-/// A new mark's member, and when the sweep may take it over.
+/// A new mark's member, and when it was written.
 fn new_mark(access: &AccessId) -> (String, u64) {
     let now = UnixMillis::now().0;
     let nonce = uuid::Uuid::new_v4().as_u64_pair().0;
-    (
-        format!("{access}|{now}-{nonce:016x}"),
-        now + millis(RELAY_GRACE),
-    )
+    (format!("{access}|{now}-{nonce:016x}"), now)
 }
 
 impl Store {
-    /// Writes a relay mark, then runs the step. On a single Redis both go
-    /// in one pipeline on one connection, which Redis runs in order: one
-    /// round trip, and the mark is still written first. A cluster keeps
-    /// the mark in another slot, often on another node, so there the step
-    /// waits for the mark.
-    pub(super) async fn mark_and_run(
-        &self,
-        access: &AccessId,
-        invocation: &redis::ScriptInvocation<'_>,
-    ) -> Result<(Mark, Vec<String>), StoreError> {
-        if self.buckets.len() > 1 {
-            let mark = self.mark_relay(access).await?;
-            return Ok((mark, self.run(invocation).await?));
-        }
-        let (member, due) = new_mark(access);
-        let key = self.keys().relay(0, 1);
-        let mut pipe = redis::pipe();
-        pipe.zadd(&key, &member, due)
-            .ignore()
-            .invoke_script(invocation);
-        let mut conn = self.link.get();
-        let mark = Mark { key, member };
-        match self
-            .bounded(pipe.query_async::<(Vec<String>,)>(&mut conn))
-            .await
-        {
-            Ok((reply,)) => Ok((mark, reply)),
-            // A Redis that restarted has no scripts: the mark is written,
-            // and the plain call loads the script.
-            Err(StoreError::Redis(error))
-                if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-            {
-                Ok((mark, self.run(invocation).await?))
-            }
-            Err(error) => Err(error),
-        }
+    /// Whether steps write their own relay marks: on a single Redis, where
+    /// the relay index is one key any script may write.
+    pub(super) fn marks_in_step(&self) -> bool {
+        self.buckets.len() == 1
     }
 
-    /// Writes a relay mark for a step about to run on `access`. Each mark is
-    /// its own member, so removing one never removes another step's.
+    /// Writes a relay mark for a step about to run on `access`, on a
+    /// cluster. Each mark is its own member, so removing one never removes
+    /// another step's.
     pub(super) async fn mark_relay(&self, access: &AccessId) -> Result<Mark, StoreError> {
-        let now = UnixMillis::now().0;
-        let (member, due) = new_mark(access);
+        let (member, now) = new_mark(access);
         let buckets = self.buckets.len();
         let mut failure = None;
         for bucket in self.buckets.order(access, now) {
             let key = self.keys().relay(bucket, buckets);
             let mut conn = self.link.get();
             match self
-                .bounded(conn.zadd::<_, _, _, ()>(&key, &member, due))
+                .bounded(conn.zadd::<_, _, _, ()>(&key, &member, now))
                 .await
             {
-                Ok(()) => return Ok(Mark { key, member }),
+                Ok(()) => {
+                    return Ok(Mark {
+                        key,
+                        members: vec![member],
+                    });
+                }
                 Err(error) if error.is_unavailable() => {
                     self.buckets.rest(bucket, now);
                     failure = Some(error);
@@ -216,10 +209,12 @@ impl Store {
             customer: &after.customer,
             unpend: unpend.then_some((&after.access, after.started_at)),
             length: self.options.feed_length,
-            oldest: UnixMillis::now().before(self.options.feed_retention),
+            now: UnixMillis::now(),
             // The feed's keys outlive any access they report on, so a reader
             // behind them finds a removal recorded rather than a new stream.
             keep: self.options.feed_retention + self.options.retention,
+            retention: self.options.feed_retention,
+            housekeeping: FEED_HOUSEKEEPING.min(self.options.feed_retention),
             entries: &entries,
         };
         let mut pause = FEED_RETRY_PAUSE;
@@ -249,8 +244,8 @@ impl Store {
 
     /// After a relay, or a step with nothing to relay: the relayed outbox's
     /// `relay:` fields close (a plain HDEL, which leaves any a later step
-    /// opened), then the step's mark goes, while the expiring entry of a
-    /// step that left waiting goes too. The mark goes only once the fields
+    /// opened), then their marks go, while the expiring entry of a step
+    /// that left waiting goes too. The mark goes only once the fields
     /// have, so an open field always has a mark or a later step behind it;
     /// a failure only leaves work for the sweep, which relays again and
     /// finds that every consumer has it.
@@ -270,8 +265,8 @@ impl Store {
                     return;
                 }
             }
-            if let Some(Mark { key, member }) = mark {
-                let removed = self.bounded(conn.zrem::<_, _, ()>(&key, &member));
+            if let Some(Mark { key, members }) = mark {
+                let removed = self.bounded(conn.zrem::<_, _, ()>(&key, &members));
                 if let Err(error) = removed.await {
                     tracing::warn!(%error, "could not remove a relay mark; the sweep will");
                 }
@@ -286,7 +281,8 @@ impl Store {
     }
 
     /// Relays the outboxes whose marks fell due: their gateways died, or
-    /// could not reach the feed. A mark stays until no step can still be in
+    /// could not reach the feed. A mark its step wrote goes once relayed; a
+    /// mark written before its step stays until no step can still be in
     /// flight behind it (a step sent just before its gateway stalled may
     /// land late), then goes. Returns how many marks it took.
     pub async fn relay_due(&self) -> Result<usize, StoreError> {
@@ -300,10 +296,13 @@ impl Store {
     async fn relay_due_in(&self, index: String) -> Result<usize, StoreError> {
         let mut conn = self.link.get();
         let now = UnixMillis::now().0;
+        let grace = millis(RELAY_GRACE);
+        let written_by = now.saturating_sub(grace);
         let due: Vec<String> = self
-            .bounded(conn.zrangebyscore_limit(&index, "-inf", now, 0, SWEEP_BATCH))
+            .bounded(conn.zrangebyscore_limit(&index, "-inf", written_by, 0, SWEEP_BATCH))
             .await?;
         let settle_by = millis(self.options.in_flight_grace());
+        let in_step = self.marks_in_step();
         let index = &index;
         let relayed = due.iter().map(|member| async move {
             let mut conn = self.link.get();
@@ -316,15 +315,16 @@ impl Store {
             if !relayed {
                 return Ok(());
             }
-            if gone || now >= written + settle_by {
+            if in_step || gone || now >= written + settle_by {
                 self.bounded(conn.zrem::<_, _, ()>(index, member)).await
             } else {
-                // XX: never re-add a mark that its own gateway removed.
+                // Taken again once no step can be in flight behind it. XX:
+                // never re-add a mark that its own gateway removed.
                 let mut later = redis::cmd("ZADD");
                 later
                     .arg(index)
                     .arg("XX")
-                    .arg(written + settle_by)
+                    .arg((written + settle_by).saturating_sub(grace))
                     .arg(member);
                 self.bounded(later.query_async::<()>(&mut conn)).await
             }

@@ -159,11 +159,15 @@ pub(super) struct FeedAdd<'a> {
     pub unpend: Option<(&'a AccessId, UnixMillis)>,
     /// How many entries the feed keeps.
     pub length: usize,
-    /// Entries from this time or earlier go: by the gateway's clock, which
-    /// only this trimming reads.
-    pub oldest: UnixMillis,
-    /// How long the feed's keys live after this append.
+    /// The gateway's clock, which only the feed's housekeeping reads.
+    pub now: UnixMillis,
+    /// How long the feed's keys live after the last append.
     pub keep: Duration,
+    /// How long the feed keeps an entry.
+    pub retention: Duration,
+    /// How often the keys' lifetimes are renewed and old entries go, rather
+    /// than on every append.
+    pub housekeeping: Duration,
     pub entries: &'a [FeedAddEntry<'a>],
 }
 
@@ -303,10 +307,12 @@ impl Store {
             .key(keys.pending(call.customer))
             .arg(keys.feed_channel(call.customer))
             .arg(call.length)
-            .arg(call.oldest.0)
+            .arg(call.now.0)
             .arg(millis(call.keep))
             .arg(unpend)
-            .arg(score);
+            .arg(score)
+            .arg(millis(call.retention))
+            .arg(millis(call.housekeeping));
         for entry in call.entries {
             invocation
                 .arg(entry.event.as_str())

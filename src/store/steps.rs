@@ -1,7 +1,8 @@
 //! The scripts that move one access, one typed wrapper each.
 //!
 //! They share one shape (`scripts/access.lua`): KEYS are the access's hash,
-//! wake list, audit trail and submission count, ARGV[1] its channel, and
+//! wake list, audit trail and submission count (and on a single Redis the
+//! relay index), ARGV[1] its channel, and
 //! the reply is `{ outcome, left_waiting, outbox count, own count, outbox
 //! entries, field, value, ... }`: the outbox to relay, and the hash after
 //! the step. Each wrapper below adds its own ARGV, and names every outcome
@@ -27,7 +28,8 @@ pub(super) trait AccessStep {
     type Outcome;
     /// The step's name, for logs and the test-only fault point.
     const NAME: &'static str;
-    /// Whether the step may record a move that needs a relay mark first.
+    /// Whether the step may record a move that needs a relay mark first, on
+    /// a cluster (on a single Redis every step that records writes its own).
     /// Reads and the expiry sweep need none: they record a move only when
     /// they expire a challenge, whose expiring entry, due already, stands in
     /// for a mark.
@@ -164,7 +166,7 @@ impl Parsed {
 }
 
 /// What the name of every open relay's hash field starts with.
-const RELAY_FIELD: &str = "relay:";
+pub(super) const RELAY_FIELD: &str = "relay:";
 
 /// The values before the outbox in every reply.
 const HEADER: usize = 4;

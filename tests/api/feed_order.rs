@@ -67,6 +67,18 @@ async fn a_position_the_feed_never_gave_starts_over_and_a_malformed_one_is_refus
 /// Runs the feed's append script as a gateway would, with `entries` of
 /// (event, access, status, audit id), and returns the feed's statuses.
 async fn append(app: &TestApp, entries: &[(&str, &str, &str, &str)]) -> Vec<(String, String)> {
+    // The clock reads 1970, so nothing is old enough to trim.
+    append_at(app, 1, 1, entries).await
+}
+
+/// [`append`] with the gateway's clock reading `now` and a feed that keeps
+/// entries `retention` ms, housekept every minute.
+async fn append_at(
+    app: &TestApp,
+    now: u64,
+    retention: u64,
+    entries: &[(&str, &str, &str, &str)],
+) -> Vec<(String, String)> {
     // The very script the gateway runs on a single Redis.
     let mut invocation = CLASSIC.feed_add.key("2fa:customer:{c1}:events");
     invocation
@@ -74,12 +86,13 @@ async fn append(app: &TestApp, entries: &[(&str, &str, &str, &str)]) -> Vec<(Str
         .key("2fa:customer:{c1}:pending")
         .arg("2fa:customer:{c1}:changed")
         .arg(1000)
-        // Nothing is old enough to trim (entries from 1970 or earlier go).
-        .arg(0)
+        .arg(now)
         .arg(90_000_000)
         // No pending entry to drop.
         .arg("")
-        .arg("");
+        .arg("")
+        .arg(retention)
+        .arg(HOUSEKEEPING);
     for (event, access, status, audit_id) in entries {
         invocation
             .arg(event)
@@ -131,4 +144,78 @@ async fn a_relay_brought_twice_or_late_adds_nothing_to_the_feed() {
     assert_eq!(feed.len(), 4);
     assert_eq!(feed[2].1, "token_received");
     assert_eq!(feed[3], ("challenge".to_owned(), "need".to_owned()));
+}
+
+/// How often `append_at`'s feed renews its keys and drops old entries (ms).
+const HOUSEKEEPING: u64 = 60_000;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_feed_renews_its_lifetimes_and_drops_old_entries_once_a_minute() {
+    let app = TestApp::spawn().await;
+    let mut conn = app.conn.clone();
+    let time: (u64, u64) = redis::cmd("TIME")
+        .query_async(&mut conn)
+        .await
+        .expect("TIME");
+    let t0 = time.0 * 1000;
+    let feed = "2fa:customer:{c1}:events";
+    let latest = "2fa:customer:{c1}:latest";
+    let ttl = |key: &'static str| {
+        let mut conn = app.conn.clone();
+        async move {
+            redis::cmd("PTTL")
+                .arg(key)
+                .query_async::<i64>(&mut conn)
+                .await
+                .expect("PTTL")
+        }
+    };
+    // The first append keeps the keys: they live a minute past the keep.
+    append_at(&app, t0, 3_600_000, &[("challenge", "001", "need", "1-0")]).await;
+    for key in [feed, latest] {
+        let left = ttl(key).await;
+        assert!(
+            left > 90_000_000 && left <= 90_000_000 + 60_000,
+            "{key}: {left}"
+        );
+    }
+    // Within the minute an append leaves the lifetimes and old entries
+    // alone, even when every entry is past its retention.
+    let _: () = redis::cmd("PERSIST")
+        .arg(feed)
+        .query_async(&mut conn)
+        .await
+        .expect("PERSIST");
+    let kept = append_at(
+        &app,
+        t0 + HOUSEKEEPING - 1,
+        1,
+        &[("status", "001", "question_sent", "2-0")],
+    )
+    .await;
+    assert_eq!(kept.len(), 2, "no age trim within the minute");
+    assert_eq!(ttl(feed).await, -1, "no renewal within the minute");
+    // A minute on, the append renews them and drops what is past its
+    // retention: here everything, by a clock a minute ahead.
+    let trimmed = append_at(
+        &app,
+        t0 + HOUSEKEEPING,
+        1,
+        &[("status", "001", "token_received", "3-0")],
+    )
+    .await;
+    assert!(trimmed.is_empty(), "the age trim ran: {trimmed:?}");
+    assert!(ttl(feed).await > 90_000_000);
+    let info: std::collections::HashMap<String, redis::Value> = redis::cmd("XINFO")
+        .arg("STREAM")
+        .arg(feed)
+        .query_async(&mut conn)
+        .await
+        .expect("XINFO");
+    let removed: String =
+        redis::from_redis_value(info["max-deleted-entry-id"].clone()).expect("an id");
+    assert_ne!(
+        removed, "0-0",
+        "a reader behind the feed learns what it missed"
+    );
 }

@@ -43,6 +43,20 @@ async fn a_gateway_killed_between_a_commit_and_its_relay_loses_no_event() {
     });
     doomed.kill_at_fault_point();
     assert!(settled(post).await.is_err(), "the post's gateway died");
+    // The step left its own relay mark, named after its relay field, for
+    // any gateway's sweep to take a second later.
+    let relay_field = survivor
+        .hash("001")
+        .await
+        .into_keys()
+        .find(|field| field.starts_with("relay:"))
+        .expect("the post opened a relay");
+    let marks = relay_marks(&survivor).await;
+    assert_eq!(
+        marks,
+        [format!("001|{}", &relay_field["relay:".len()..])],
+        "one mark, its step's"
+    );
     // The survivor's sweep relays it; the feed shows it, as any challenge.
     feed.expect("challenge", "001", "question_sent").await;
     feed.expect("status", "001", "question_sent").await;
@@ -75,14 +89,15 @@ async fn a_gateway_killed_between_a_commit_and_its_relay_loses_no_event() {
         expected.map(|(event, status)| (event.to_owned(), status.to_owned()))
     );
     // The relay closes the outbox's relay fields once every consumer has
-    // it, just after the feed.
+    // it, just after the feed, and then their marks.
     survivor
-        .until("the outbox is empty", || async {
+        .until("the outbox is empty and unmarked", || async {
             !survivor
                 .hash("001")
                 .await
                 .keys()
                 .any(|field| field.starts_with("relay:"))
+                && relay_marks(&survivor).await.is_empty()
         })
         .await;
 
@@ -102,4 +117,48 @@ async fn a_gateway_killed_between_a_commit_and_its_relay_loses_no_event() {
         heard,
         expected.map(|(kind, status)| (Some(kind.to_owned()), Some(status.to_owned())))
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relayed_step_leaves_no_mark_and_a_read_writes_none() {
+    let app = TestApp::spawn().await;
+    let clean = |what: &'static str| {
+        let app = &app;
+        async move {
+            let open: Vec<String> = app
+                .hash("001")
+                .await
+                .into_keys()
+                .filter(|field| field.starts_with("relay:"))
+                .collect();
+            assert!(open.is_empty(), "{what} left relay fields {open:?}");
+            let marks = relay_marks(app).await;
+            assert!(marks.is_empty(), "{what} left relay marks {marks:?}");
+        }
+    };
+    assert_eq!(
+        app.challenge("001", "c1", "Enter the code").await.status,
+        StatusCode::CREATED
+    );
+    clean("a post").await;
+    assert_eq!(app.listed("c1").await.len(), 1);
+    clean("a list").await;
+    assert_eq!(app.access("001").await.status, StatusCode::OK);
+    clean("a read").await;
+    assert_eq!(app.submit("001", "123456").await.status, StatusCode::OK);
+    clean("a submission").await;
+    assert_eq!(app.report("001", "ok").await.status, StatusCode::OK);
+    clean("a report").await;
+}
+
+/// The relay index's members on a single Redis.
+async fn relay_marks(app: &TestApp) -> Vec<String> {
+    let mut conn = app.conn.clone();
+    redis::cmd("ZRANGE")
+        .arg("2fa:relay")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .expect("ZRANGE")
 }

@@ -3,6 +3,7 @@
 --   KEYS[2]: its wake list     2fa:access:{<access>}:wake
 --   KEYS[3]: its audit trail   2fa:access:{<access>}:events
 --   KEYS[4]: its submissions   2fa:access:{<access>}:submitted (submit_token)
+--   KEYS[5]: on a single Redis, the relay index   2fa:relay
 --   ARGV[1]: its channel       2fa:access:{<access>}:changed
 -- and replies
 --   { outcome, left_waiting ('1' or '0'), outbox count, own count,
@@ -20,7 +21,10 @@
 -- gateway has relayed the outbox it deletes the fields it was given, with a
 -- plain HDEL, which leaves any field a later step added. So an entry whose
 -- gateway died before relaying it goes out with the next step, or with the
--- sweep, which the relay index (2fa:relay) sends here.
+-- sweep, which the relay index sends here. On a single Redis the step
+-- writes its own relay mark there, `<access>|<id>` scored by when it was
+-- written, with the field; on a cluster, where the index is in other
+-- slots, the gateway writes a mark before the step instead.
 
 local WAITING = { need = true, question_sent = true }
 
@@ -30,25 +34,40 @@ local OWN = {}
 -- How many events an access's audit trail keeps.
 local TRAIL_LENGTH = 100
 
--- The fields the steps read, fetched with one HMGET on first use rather
--- than a call each; a write to one of them updates it here too.
-local HASH_FIELDS = { 'status', 'expires_at', 'attempt', 'kind', 'started_at',
-  'customer', 'validation' }
+-- The hash, read with one HGETALL on first use and kept up to date by
+-- every write below (`hset`, `hdel`), so that the reply needs no second read.
 local H
 local function field(name)
   if not H then
     H = {}
-    local values = redis.call('HMGET', KEYS[1], unpack(HASH_FIELDS))
-    for i, known in ipairs(HASH_FIELDS) do
-      H[known] = values[i]
+    local flat = redis.call('HGETALL', KEYS[1])
+    for i = 1, #flat, 2 do
+      H[flat[i]] = flat[i + 1]
     end
   end
   return H[name]
 end
 
--- Forgets what `field` read, after a write of many fields (a post).
-local function reread()
-  H = nil
+-- Writes `field, value, ...` pairs to the hash, and to `H` once it is read,
+-- as the strings the hash keeps (a time in ms has 13 digits, well within
+-- the 14 that tostring keeps).
+local function hset(values)
+  redis.call('HSET', KEYS[1], unpack(values))
+  if H then
+    for i = 1, #values, 2 do
+      H[values[i]] = tostring(values[i + 1])
+    end
+  end
+end
+
+-- Deletes fields from the hash, and from `H` once it is read.
+local function hdel(...)
+  redis.call('HDEL', KEYS[1], ...)
+  if H then
+    for _, name in ipairs({ ... }) do
+      H[name] = nil
+    end
+  end
 end
 
 -- A reply without the hash: nothing to relay, nothing recorded.
@@ -70,13 +89,14 @@ local function outbox_from(from)
   return out
 end
 
-local function reply(outcome, left_waiting, hash)
+-- Ends a step that read the hash: the outbox, then the hash as it is now.
+local function reply(outcome, left_waiting)
+  field('status')
   local out = { outcome, left_waiting and '1' or '0', '0', tostring(#OWN) }
-  local fields = redis.call('HGETALL', hash)
   -- The earliest open relay, and whether any is not this step's.
   local from, others
-  for i = 1, #fields, 2 do
-    local id = string.match(fields[i], '^relay:(.+)$')
+  for name in pairs(H) do
+    local id = string.match(name, '^relay:(.+)$')
     if id then
       if not OWN[1] or id ~= OWN[1][1] then
         others = true
@@ -97,14 +117,13 @@ local function reply(outcome, left_waiting, hash)
       out[#out + 1] = value
     end
   end
-  for i = 1, #fields, 2 do
-    local field = fields[i]
-    if field == 'image' then
+  for name, value in pairs(H) do
+    if name == 'image' then
       out[#out + 1] = 'has_image'
       out[#out + 1] = '1'
-    elseif field ~= 'token' then
-      out[#out + 1] = field
-      out[#out + 1] = fields[i + 1]
+    elseif name ~= 'token' then
+      out[#out + 1] = name
+      out[#out + 1] = value
     end
   end
   return out
@@ -131,7 +150,8 @@ end
 -- what and when, never a token. A new trail gets the hash's lifetime; an
 -- existing one already has it (the post that started it set it). Returns
 -- the hash field that opens this step's relay, on its first entry, for the
--- caller to write with its own HSET.
+-- caller to write with its own HSET, and writes its relay mark when the
+-- step was given the relay index.
 local function record(kind, now, by, reason)
   local attempt = field('attempt')
   local entry = { 'type', kind, 'attempt', attempt, 'at', now, 'by', by }
@@ -150,6 +170,10 @@ local function record(kind, now, by, reason)
   end
   OWN[#OWN + 1] = { id, kind, attempt, tostring(now), by, reason or '' }
   if #OWN == 1 then
+    if KEYS[5] then
+      -- The access is the hash's hash tag.
+      redis.call('ZADD', KEYS[5], now, string.match(KEYS[1], '{(.+)}$') .. '|' .. id)
+    end
     return 'relay:' .. id
   end
 end
@@ -175,10 +199,9 @@ local function move(status, now, by, reason, extra)
     fields[#fields + 1] = relay
     fields[#fields + 1] = ''
   end
-  redis.call('HSET', KEYS[1], unpack(fields))
-  H.status = status
+  hset(fields)
   if before == 'token_received' then
-    redis.call('HDEL', KEYS[1], 'token')
+    hdel('token')
   end
   if status == 'token_received' or status == 'expired' or status == 'cancelled' then
     redis.call('RPUSH', KEYS[2], status)

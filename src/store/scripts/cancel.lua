@@ -7,7 +7,7 @@ if not status then
   return bare('not_found')
 end
 if not (WAITING[status] or status == 'token_received') then
-  return reply('refused', expired, KEYS[1])
+  return reply('refused', expired)
 end
 move('cancelled', now, ARGV[2])
-return reply('done', WAITING[status] ~= nil, KEYS[1])
+return reply('done', WAITING[status] ~= nil)

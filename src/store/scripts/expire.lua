@@ -9,9 +9,9 @@
 -- is scored early); 'in_flight' when the post that wrote the entry may not
 -- have written the hash yet; 'gone' when the entry is no longer needed (that
 -- challenge ended, or was superseded), with the hash when there is one, so
--- that an outbox a dead gateway left is relayed before the entry goes: a
--- read that expires a challenge writes no relay mark, and its expiring
--- entry, due already, stands in for one.
+-- that an outbox a dead gateway left is relayed before the entry goes: on a
+-- cluster a read that expires a challenge writes no relay mark, and its
+-- expiring entry, due already, stands in for one.
 local now = now_ms()
 local mine = tonumber(ARGV[2])
 local started = tonumber(field('started_at'))
@@ -20,18 +20,18 @@ if started == nil then
 end
 if started < mine then
   if now - mine > tonumber(ARGV[3]) then
-    return reply('gone', false, KEYS[1])
+    return reply('gone', false)
   end
   return bare('in_flight')
 end
 if started > mine then
-  return reply('gone', false, KEYS[1])
+  return reply('gone', false)
 end
 local status, expired = current_status(now)
 if expired then
-  return reply('done', true, KEYS[1])
+  return reply('done', true)
 end
 if WAITING[status] then
-  return reply('waiting', false, KEYS[1])
+  return reply('waiting', false)
 end
-return reply('gone', false, KEYS[1])
+return reply('gone', false)

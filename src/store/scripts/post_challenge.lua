@@ -16,31 +16,32 @@
 local mine = tonumber(ARGV[6])
 local started = tonumber(field('started_at'))
 if (started and started >= mine) or now_ms() - mine > tonumber(ARGV[9]) then
-  return reply('superseded', false, KEYS[1])
+  return reply('superseded', false)
 end
 local attempt = tonumber(field('attempt') or '0') + 1
 -- The hash is overwritten rather than deleted, so that what the attempt
 -- before left unrelayed (its `relay:` fields) goes out with this one; the
 -- fields only some challenges or statuses have go first (the optional
 -- fields of `hash.rs`), with the pointer an earlier build of the outbox kept.
-redis.call('HDEL', KEYS[1], 'choices', 'image', 'validation',
-  'validation_message', 'instructions', 'token', 'reason', 'relay_from')
+hdel('choices', 'image', 'validation', 'validation_message', 'instructions',
+  'token', 'reason', 'relay_from')
 redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[1],
+local fields = {
   'status', 'need',
   'customer', ARGV[2],
   'fin_entity_name', ARGV[3],
   'question', ARGV[4],
   'kind', ARGV[5],
-  'attempt', attempt,
+  'attempt', tostring(attempt),
   'started_at', ARGV[6],
   'updated_at', ARGV[6],
-  'expires_at', ARGV[7])
-for i = 10, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  'expires_at', ARGV[7],
+}
+for i = 10, #ARGV do
+  fields[#fields + 1] = ARGV[i]
 end
+hset(fields)
 redis.call('PEXPIREAT', KEYS[1], tonumber(ARGV[7]) + tonumber(ARGV[8]))
-reread()
-redis.call('HSET', KEYS[1], record('challenge', ARGV[6], 'scraper'), '')
+hset({ record('challenge', ARGV[6], 'scraper'), '' })
 redis.call(PUBLISH, ARGV[1], 'need')
-return reply('done', false, KEYS[1])
+return reply('done', false)

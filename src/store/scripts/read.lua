@@ -6,9 +6,9 @@ local status, expired = current_status(now_ms())
 if not status then
   return bare('not_found')
 end
-local out = reply('done', expired, KEYS[1])
+local out = reply('done', expired)
 if ARGV[2] ~= '' then
-  local value = redis.call('HGET', KEYS[1], ARGV[2])
+  local value = field(ARGV[2])
   if value then
     out[#out + 1] = ARGV[2]
     out[#out + 1] = value

@@ -9,7 +9,7 @@ if not status then
 end
 local decoupled = field('kind') == 'decoupled'
 if not (status == 'token_received' or (decoupled and WAITING[status])) then
-  return reply('refused', expired, KEYS[1])
+  return reply('refused', expired)
 end
 move(ARGV[2], now, 'scraper', ARGV[3])
-return reply('done', WAITING[status] ~= nil, KEYS[1])
+return reply('done', WAITING[status] ~= nil)

@@ -17,11 +17,11 @@ if WAITING[status] and field('customer') == ARGV[2] and this_attempt then
   if status == 'need' then
     move('question_sent', now, 'frontend')
   end
-  return reply('done', false, KEYS[1])
+  return reply('done', false)
 end
 local score = tonumber(ARGV[3])
 local started = tonumber(field('started_at'))
 if (started and started >= score) or now - score > tonumber(ARGV[4]) then
-  return reply('stale', expired, KEYS[1])
+  return reply('stale', expired)
 end
-return reply('skip', expired, KEYS[1])
+return reply('skip', expired)

@@ -41,18 +41,18 @@ end
 local status, expired = current_status(now)
 local attempt = field('attempt')
 if ARGV[3] ~= '' and attempt ~= ARGV[3] then
-  return reply('attempt_mismatch', expired, KEYS[1])
+  return reply('attempt_mismatch', expired)
 end
 if not WAITING[status] then
-  return reply('refused', expired, KEYS[1])
+  return reply('refused', expired)
 end
 if ARGV[4] == '' then
   local kind = field('kind')
   if kind == 'choice' or kind == 'decoupled' or field('validation') then
-    return reply('check_rule', false, KEYS[1])
+    return reply('check_rule', false)
   end
 elseif field('started_at') ~= ARGV[4] then
-  return reply('rule_changed', false, KEYS[1])
+  return reply('rule_changed', false)
 end
 move('token_received', now, 'frontend', nil, { 'token', ARGV[2] })
-return reply('done', true, KEYS[1])
+return reply('done', true)
