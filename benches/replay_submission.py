@@ -4,9 +4,9 @@ Each version's commands for one submission, as its gateway sends them (its
 scripts with their arguments, and its plain commands), are replayed over one
 pipelined connection against the same prepared state, alternating the two
 versions round by round. It compares the build before the outbox (806b32e:
-three scripts and one ZREM) with the outbox's (two scripts, which write the
-relay mark themselves, then an HDEL of the relay field and ZREMs of the mark
-and of the expiring entry); BENCHMARKS.md has the figures. It needs redis-py
+three scripts and one ZREM) with the outbox's (two functions of its library,
+which write the relay mark themselves, then an HDEL of the relay field and
+ZREMs of the mark and of the expiring entry); BENCHMARKS.md has the figures. It needs redis-py
 (`pip install redis`) and redis-server on PATH.
 
 usage: python3 benches/replay_submission.py BEFORE/src/store/scripts \
@@ -27,13 +27,18 @@ ROUNDS = int(sys.argv[4]) if len(sys.argv) > 4 else 5
 CUSTOMERS = int(sys.argv[5]) if len(sys.argv) > 5 else 64
 BATCH = 64
 def load(d):
+    """A version's scripts: the outbox's as functions of one library, called
+    with FCALL; the build before it's as scripts, called with EVALSHA."""
     def part(n): return open(os.path.join(d, n + '.lua')).read() + '\n'
+    if os.path.exists(os.path.join(d, 'function.lua')):
+        library = ("#!lua name=twofa_replay\nlocal KEYS, ARGV\nlocal PUBLISH = 'PUBLISH'\n"
+                   + ''.join(part(p) for p in ('clock', 'stream_ids', 'access', 'function'))
+                   + ''.join(f"redis.register_function('{n}', function(keys, args)\nbegin(keys, args)\n{part(n)}\nend)\n"
+                             for n in ('submit_token', 'feed_add')))
+        return dict(new=True, library=library)
     def script(*parts): return "local PUBLISH = 'PUBLISH'\n" + ''.join(part(p) for p in parts)
-    new = '2fa:relay' in part('access')
-    pre = ['clock', 'stream_ids', 'access'] if new else ['clock', 'access']
-    return dict(new=new, submit=script(*pre, 'submit_token'),
-                feed=script(*(['stream_ids'] if new else ['clock', 'stream_ids']), 'feed_add'),
-                index=script('index_remove'))
+    return dict(new=False, submit=script('clock', 'access', 'submit_token'),
+                feed=script('clock', 'stream_ids', 'feed_add'), index=script('index_remove'))
 CALLGRIND = os.environ.get('REPLAY_CALLGRIND') == '1'
 def start(port):
     server = ['redis-server', '--port', str(port), '--save', '', '--appendonly', 'no']
@@ -62,13 +67,17 @@ def append(v, pipe, feed, c, a, now, entries, unpend=False):
     keys = [f'2fa:customer:{{{c}}}:events', f'2fa:customer:{{{c}}}:latest']
     flat = [x for entry in entries for x in entry]
     if v['new']:
-        pipe.evalsha(feed, 3, *keys, f'2fa:customer:{{{c}}}:pending', f'2fa:customer:{{{c}}}:changed', 1000,
+        pipe.fcall('feed_add', 3, *keys, f'2fa:customer:{{{c}}}:pending', f'2fa:customer:{{{c}}}:changed', 1000,
                      now, 172800000, a if unpend else '', now if unpend else '', 3600000, 60000, *flat)
     else:
         pipe.evalsha(feed, 2, *keys, f'2fa:customer:{{{c}}}:changed', 1000, 86400000, 172800000, *flat)
 def run(v, port):
     p, r, out = start(port)
-    sub = r.script_load(v['submit']); feed = r.script_load(v['feed']); idx = r.script_load(v['index'])
+    if v['new']:
+        r.function_load(v['library'])
+        sub = feed = idx = None
+    else:
+        sub = r.script_load(v['submit']); feed = r.script_load(v['feed']); idx = r.script_load(v['index'])
     now = int(time.time() * 1000)
     pipe = r.pipeline(transaction=False)
     for i in range(N):
@@ -98,7 +107,7 @@ def run(v, port):
         for i in batch:
             a = f'a{i}'; h = f'2fa:access:{{{a}}}'
             if v['new']:
-                pipe.evalsha(sub, 5, h, h + ':wake', h + ':events', h + ':submitted', '2fa:relay', h + ':changed',
+                pipe.fcall('submit_token', 5, h, h + ':wake', h + ':events', h + ':submitted', '2fa:relay', h + ':changed',
                              '123456', '', '', '10', '60000')
             else:
                 pipe.evalsha(sub, 4, h, h + ':wake', h + ':events', h + ':submissions', h + ':changed',
@@ -127,7 +136,7 @@ def run(v, port):
     # token's is the submit script's.
     def usec(k): return st.get(k, {'usec': 0, 'calls': 1})['usec']
     zrem = st['cmdstat_zrem']
-    top = (usec('cmdstat_evalsha') + (usec('cmdstat_hdel') if v['new'] else 0)
+    top = (usec('cmdstat_evalsha') + usec('cmdstat_fcall') + (usec('cmdstat_hdel') if v['new'] else 0)
            + zrem['usec'] * (zrem['calls'] - N) / zrem['calls'])
     cpu = (cpu1['used_cpu_user'] + cpu1['used_cpu_sys'] - cpu0['used_cpu_user'] - cpu0['used_cpu_sys']) * 1e6 / N
     calls = sum(s['calls'] for k, s in st.items() if k not in ('cmdstat_info', 'cmdstat_config|resetstat'))

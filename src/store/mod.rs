@@ -18,6 +18,7 @@
 //!   `hash`: an access hash read back into the domain types.
 
 mod feed;
+mod function;
 mod hash;
 mod indexes;
 pub mod keys;
@@ -233,13 +234,16 @@ impl Store {
             .await
     }
 
-    /// Loads every script, which also proves Redis answers. After a Redis
-    /// restart empties its script cache, each call reloads its own script.
+    /// Loads the scripts' library, which also proves Redis answers. After
+    /// a Redis restart loses it, the first call that misses it loads it again.
     async fn load_scripts(&self) -> Result<(), StoreError> {
         let mut conn = self.link.get();
-        for script in self.scripts.all() {
-            self.bounded(script.load_async(&mut conn)).await?;
-        }
+        let library = self.scripts.any();
+        self.bounded(library.load(&mut conn)).await?;
+        tracing::debug!(
+            library = library.library_name(),
+            "loaded the scripts' library"
+        );
         Ok(())
     }
 
@@ -267,7 +271,7 @@ impl Store {
     /// Runs one script call, bounded.
     async fn run<T: redis::FromRedisValue>(
         &self,
-        invocation: &redis::ScriptInvocation<'_>,
+        invocation: &function::Call<'_>,
     ) -> Result<T, StoreError> {
         let mut conn = self.link.get();
         self.bounded(invocation.invoke_async(&mut conn)).await

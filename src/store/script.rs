@@ -8,54 +8,49 @@
 //! to a default. The scripts that move one access share a shape and are in
 //! [`steps`](super::steps); the index and feed scripts are here.
 //!
-//! Shared helpers live in `clock.lua`, `access.lua` and `stream_ids.lua` and
-//! are prepended at compile time, so every script is self-contained on the
-//! server and is run by its SHA (EVALSHA, falling back to EVAL once after a
-//! Redis restart). Scripts that announce a change call `PUBLISH`, a name each
-//! set defines: classic pub/sub on a single Redis, sharded pub/sub
-//! (`SPUBLISH`) on a cluster, where a message then stays on the shard that
-//! owns its channel.
+//! Shared helpers live in `clock.lua`, `stream_ids.lua` and `access.lua`;
+//! with `function.lua` they open one library of Redis Functions, a function
+//! per script (see [`function`](super::function)). Scripts that announce a
+//! change call `PUBLISH`, a name each library defines: classic pub/sub on a
+//! single Redis, sharded pub/sub (`SPUBLISH`) on a cluster, where a message
+//! then stays on the shard that owns its channel.
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::Script;
-
+use super::function::{Builder, Function};
 use super::{Store, StoreError, millis};
 use crate::model::{AccessId, CustomerId, Status, UnixMillis};
 
-macro_rules! script {
-    ($publish:expr, $($part:literal),+) => {
-        Script::new(&format!(
-            "local PUBLISH = '{}'\n{}",
-            $publish,
-            concat!($(include_str!(concat!("scripts/", $part, ".lua")), "\n"),+)
-        ))
+/// A file of `scripts/`.
+macro_rules! lua {
+    ($name:literal) => {
+        include_str!(concat!("scripts/", $name, ".lua"))
     };
 }
 
-/// Every script, assembled for one kind of Redis. Public so that tests run
-/// the very text the gateway runs.
+/// Every script, as a function of one library assembled for one kind of
+/// Redis. Public so that tests run the very Lua the gateway runs.
 pub struct Scripts {
-    pub post_challenge: Script,
-    pub send_question: Script,
-    pub submit_token: Script,
-    pub report: Script,
-    pub cancel: Script,
-    pub expire: Script,
-    pub read: Script,
-    pub index_add: Script,
-    pub index_remove: Script,
-    pub expiring_add: Script,
-    pub expiring_postpone: Script,
-    pub due: Script,
-    pub feed_add: Script,
-    pub feed_since: Script,
-    pub webhook_register: Script,
-    pub webhook_update: Script,
-    pub webhook_enqueue: Script,
-    pub webhook_claim: Script,
-    pub webhook_complete: Script,
+    pub post_challenge: Function,
+    pub send_question: Function,
+    pub submit_token: Function,
+    pub report: Function,
+    pub cancel: Function,
+    pub expire: Function,
+    pub read: Function,
+    pub index_add: Function,
+    pub index_remove: Function,
+    pub expiring_add: Function,
+    pub expiring_postpone: Function,
+    pub due: Function,
+    pub feed_add: Function,
+    pub feed_since: Function,
+    pub webhook_register: Function,
+    pub webhook_update: Function,
+    pub webhook_enqueue: Function,
+    pub webhook_claim: Function,
+    pub webhook_complete: Function,
 }
 
 /// The scripts for a single Redis: `PUBLISH`.
@@ -66,51 +61,42 @@ pub static SHARDED: LazyLock<Scripts> = LazyLock::new(|| Scripts::new("SPUBLISH"
 
 impl Scripts {
     fn new(publish: &str) -> Scripts {
-        Scripts {
-            post_challenge: script!(publish, "clock", "stream_ids", "access", "post_challenge"),
-            send_question: script!(publish, "clock", "stream_ids", "access", "send_question"),
-            submit_token: script!(publish, "clock", "stream_ids", "access", "submit_token"),
-            report: script!(publish, "clock", "stream_ids", "access", "report"),
-            cancel: script!(publish, "clock", "stream_ids", "access", "cancel"),
-            expire: script!(publish, "clock", "stream_ids", "access", "expire"),
-            read: script!(publish, "clock", "stream_ids", "access", "read"),
-            index_add: script!(publish, "clock", "index_add"),
-            index_remove: script!(publish, "index_remove"),
-            expiring_add: script!(publish, "expiring_add"),
-            expiring_postpone: script!(publish, "expiring_postpone"),
-            due: script!(publish, "clock", "due"),
-            feed_add: script!(publish, "stream_ids", "feed_add"),
-            feed_since: script!(publish, "stream_ids", "feed_since"),
-            webhook_register: script!(publish, "webhook_register"),
-            webhook_update: script!(publish, "webhook_update"),
-            webhook_enqueue: script!(publish, "webhook_enqueue"),
-            webhook_claim: script!(publish, "webhook_claim"),
-            webhook_complete: script!(publish, "webhook_complete"),
-        }
+        let prelude = [
+            lua!("clock"),
+            lua!("stream_ids"),
+            lua!("access"),
+            lua!("function"),
+        ];
+        let mut library = Builder::new(publish, &prelude);
+        let mut add = |script: &'static str, body: &str| library.function(script, body);
+        let scripts = Scripts {
+            post_challenge: add("post_challenge", lua!("post_challenge")),
+            send_question: add("send_question", lua!("send_question")),
+            submit_token: add("submit_token", lua!("submit_token")),
+            report: add("report", lua!("report")),
+            cancel: add("cancel", lua!("cancel")),
+            expire: add("expire", lua!("expire")),
+            read: add("read", lua!("read")),
+            index_add: add("index_add", lua!("index_add")),
+            index_remove: add("index_remove", lua!("index_remove")),
+            expiring_add: add("expiring_add", lua!("expiring_add")),
+            expiring_postpone: add("expiring_postpone", lua!("expiring_postpone")),
+            due: add("due", lua!("due")),
+            feed_add: add("feed_add", lua!("feed_add")),
+            feed_since: add("feed_since", lua!("feed_since")),
+            webhook_register: add("webhook_register", lua!("webhook_register")),
+            webhook_update: add("webhook_update", lua!("webhook_update")),
+            webhook_enqueue: add("webhook_enqueue", lua!("webhook_enqueue")),
+            webhook_claim: add("webhook_claim", lua!("webhook_claim")),
+            webhook_complete: add("webhook_complete", lua!("webhook_complete")),
+        };
+        library.finish();
+        scripts
     }
 
-    pub(super) fn all(&self) -> [&Script; 19] {
-        [
-            &self.post_challenge,
-            &self.send_question,
-            &self.submit_token,
-            &self.report,
-            &self.cancel,
-            &self.expire,
-            &self.read,
-            &self.index_add,
-            &self.index_remove,
-            &self.expiring_add,
-            &self.expiring_postpone,
-            &self.due,
-            &self.feed_add,
-            &self.feed_since,
-            &self.webhook_register,
-            &self.webhook_update,
-            &self.webhook_enqueue,
-            &self.webhook_claim,
-            &self.webhook_complete,
-        ]
+    /// Any function, to load the library they share.
+    pub(super) fn any(&self) -> &Function {
+        &self.read
     }
 }
 

@@ -13,8 +13,7 @@
 
 use std::time::Duration;
 
-use redis::{Script, ScriptInvocation};
-
+use super::function::{Call, Function};
 use super::hash::Fields;
 use super::script::Scripts;
 use super::{StoreError, millis};
@@ -42,9 +41,9 @@ pub(super) trait AccessStep {
     fn relays_all(&self) -> bool {
         Self::MARKS
     }
-    fn script(scripts: &Scripts) -> &Script;
+    fn script(scripts: &Scripts) -> &Function;
     /// ARGV[2], ...: everything after the access's channel.
-    fn args(&self, invocation: &mut ScriptInvocation<'_>);
+    fn args(&self, invocation: &mut Call<'_>);
     /// Names the reply, or says why it is not one this script sends.
     fn outcome(reply: Reply) -> Result<Self::Outcome, String>;
 }
@@ -253,11 +252,11 @@ impl AccessStep for PostChallenge<'_> {
     const NAME: &'static str = "post";
     const MARKS: bool = true;
 
-    fn script(scripts: &Scripts) -> &Script {
+    fn script(scripts: &Scripts) -> &Function {
         &scripts.post_challenge
     }
 
-    fn args(&self, invocation: &mut ScriptInvocation<'_>) {
+    fn args(&self, invocation: &mut Call<'_>) {
         let challenge = self.challenge;
         let rule = challenge.rule();
         invocation
@@ -325,11 +324,11 @@ impl AccessStep for SendQuestion<'_> {
     const NAME: &'static str = "show";
     const MARKS: bool = true;
 
-    fn script(scripts: &Scripts) -> &Script {
+    fn script(scripts: &Scripts) -> &Function {
         &scripts.send_question
     }
 
-    fn args(&self, invocation: &mut ScriptInvocation<'_>) {
+    fn args(&self, invocation: &mut Call<'_>) {
         invocation
             .arg(self.customer.as_str())
             .arg(self.score)
@@ -379,11 +378,11 @@ impl AccessStep for SubmitToken<'_> {
     const NAME: &'static str = "submit";
     const MARKS: bool = true;
 
-    fn script(scripts: &Scripts) -> &Script {
+    fn script(scripts: &Scripts) -> &Function {
         &scripts.submit_token
     }
 
-    fn args(&self, invocation: &mut ScriptInvocation<'_>) {
+    fn args(&self, invocation: &mut Call<'_>) {
         let optional = |value: Option<u64>| value.map(|v| v.to_string()).unwrap_or_default();
         invocation
             .arg(self.token.expose())
@@ -420,11 +419,11 @@ impl AccessStep for Verdict<'_> {
     const NAME: &'static str = "report";
     const MARKS: bool = true;
 
-    fn script(scripts: &Scripts) -> &Script {
+    fn script(scripts: &Scripts) -> &Function {
         &scripts.report
     }
 
-    fn args(&self, invocation: &mut ScriptInvocation<'_>) {
+    fn args(&self, invocation: &mut Call<'_>) {
         invocation
             .arg(self.outcome.status().as_str())
             .arg(self.reason.map_or("", Reason::as_str));
@@ -445,11 +444,11 @@ impl AccessStep for Cancel {
     const NAME: &'static str = "cancel";
     const MARKS: bool = true;
 
-    fn script(scripts: &Scripts) -> &Script {
+    fn script(scripts: &Scripts) -> &Function {
         &scripts.cancel
     }
 
-    fn args(&self, invocation: &mut ScriptInvocation<'_>) {
+    fn args(&self, invocation: &mut Call<'_>) {
         invocation.arg(self.by.as_str());
     }
 
@@ -487,11 +486,11 @@ impl AccessStep for Expire {
         true
     }
 
-    fn script(scripts: &Scripts) -> &Script {
+    fn script(scripts: &Scripts) -> &Function {
         &scripts.expire
     }
 
-    fn args(&self, invocation: &mut ScriptInvocation<'_>) {
+    fn args(&self, invocation: &mut Call<'_>) {
         invocation.arg(self.started_at).arg(millis(self.grace));
     }
 
@@ -537,11 +536,11 @@ impl AccessStep for Read {
         matches!(self, Read::Plain)
     }
 
-    fn script(scripts: &Scripts) -> &Script {
+    fn script(scripts: &Scripts) -> &Function {
         &scripts.read
     }
 
-    fn args(&self, invocation: &mut ScriptInvocation<'_>) {
+    fn args(&self, invocation: &mut Call<'_>) {
         invocation.arg(match self {
             Read::WithToken => "token",
             Read::WithImage => "image",

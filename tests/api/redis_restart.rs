@@ -230,3 +230,46 @@ async fn prompt(app: &TestApp, method: Method, path: &str, body: Option<Value>) 
     );
     reply
 }
+
+/// A Redis that lost the scripts' library (restarted without its data, or
+/// a cluster node that joined empty) gets it back from the first call that
+/// misses it, and that call succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_that_lost_the_scripts_gets_them_back_on_the_next_call() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        app.challenge("001", "c1", "q").await.status,
+        StatusCode::CREATED
+    );
+    let mut conn = app.conn.clone();
+    let libraries = |conn: &mut redis::aio::MultiplexedConnection| {
+        let mut conn = conn.clone();
+        async move {
+            let listed: redis::Value = redis::cmd("FUNCTION")
+                .arg("LIST")
+                .query_async(&mut conn)
+                .await
+                .expect("FUNCTION LIST");
+            format!("{listed:?}")
+        }
+    };
+    assert!(
+        libraries(&mut conn).await.contains("twofa_"),
+        "the library is loaded"
+    );
+    let _: () = redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .expect("FUNCTION FLUSH");
+    assert!(!libraries(&mut conn).await.contains("twofa_"));
+    assert_eq!(
+        app.challenge("002", "c1", "q").await.status,
+        StatusCode::CREATED
+    );
+    assert!(
+        libraries(&mut conn).await.contains("twofa_"),
+        "loaded again"
+    );
+    assert_eq!(app.submit("002", "123456").await.status, StatusCode::OK);
+}

@@ -1,4 +1,4 @@
--- Prepended to every script that moves one access. Each script takes
+-- Shared by every function that moves one access. Each takes
 --   KEYS[1]: the access hash   2fa:access:{<access>}
 --   KEYS[2]: its wake list     2fa:access:{<access>}:wake
 --   KEYS[3]: its audit trail   2fa:access:{<access>}:events

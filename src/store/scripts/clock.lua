@@ -1,4 +1,4 @@
--- Prepended to every script. The clock is Redis's own (TIME), so gateway
+-- Shared by every function. The clock is Redis's own (TIME), so gateway
 -- instances whose clocks disagree still agree on when a challenge expires.
 local function now_ms()
   local t = redis.call('TIME')

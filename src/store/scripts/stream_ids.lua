@@ -1,4 +1,4 @@
--- Prepended to the feed and access scripts: stream ids, `<ms>-<seq>`, compared as
+-- Shared by the feed and access functions: stream ids, `<ms>-<seq>`, compared as
 -- numbers.
 local function parse_id(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
