@@ -36,6 +36,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use redis::AsyncCommands;
 
+use super::indexes::expiring_member;
 use super::script::{FeedAdd, FeedAddEntry, FeedEvent};
 use super::steps::{Found, RELAY_FIELD, Read};
 use super::{Store, StoreError, all_but_failures, millis};
@@ -245,10 +246,14 @@ impl Store {
     /// After a relay, or a step with nothing to relay: the relayed outbox's
     /// `relay:` fields close (a plain HDEL, which leaves any a later step
     /// opened), then their marks go, while the expiring entry of a step
-    /// that left waiting goes too. The mark goes only once the fields
-    /// have, so an open field always has a mark or a later step behind it;
-    /// a failure only leaves work for the sweep, which relays again and
-    /// finds that every consumer has it.
+    /// that left waiting goes too. A failure only leaves work for the sweep,
+    /// which relays again and finds that every consumer has it.
+    ///
+    /// On a single Redis all three go in one pipeline: one round trip, run
+    /// in order on the one connection, and a Redis that cannot take the
+    /// first cannot take the others. On a cluster they are on different
+    /// shards, so a mark goes only once its fields have: an open field then
+    /// always has a mark or a later step behind it.
     pub(super) async fn settle(
         &self,
         hash: &str,
@@ -256,6 +261,24 @@ impl Store {
         mark: Option<Mark>,
         left_waiting: Option<&Access>,
     ) {
+        if self.marks_in_step() {
+            let mut pipe = redis::pipe();
+            if !relays.is_empty() {
+                pipe.hdel(hash, relays).ignore();
+            }
+            if let Some(Mark { key, members }) = &mark {
+                pipe.zrem(key, members).ignore();
+            }
+            if let Some(access) = left_waiting {
+                let entry = expiring_member(&access.access, access.started_at.0);
+                pipe.zrem(self.keys().expiring(), entry).ignore();
+            }
+            let mut conn = self.link.get();
+            if let Err(error) = self.bounded(pipe.exec_async(&mut conn)).await {
+                tracing::warn!(%hash, %error, "could not settle a relayed outbox; the sweep will");
+            }
+            return;
+        }
         let close_then_unmark = async {
             let mut conn = self.link.get();
             if !relays.is_empty() {
