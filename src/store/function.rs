@@ -53,10 +53,23 @@ impl Builder {
         }
     }
 
-    /// Adds the script `body` as the function `script`.
-    pub(super) fn function(&mut self, script: &'static str, body: &str) -> Function {
+    /// Adds the script `body` as the function `script`, with Redis's
+    /// function `flags`: `no-writes` for one that only reads, which Redis
+    /// then runs even when it is full, as it did an `EVALSHA` script until
+    /// its first write (a function without flags is refused whole).
+    pub(super) fn function(
+        &mut self,
+        script: &'static str,
+        flags: &[&str],
+        body: &str,
+    ) -> Function {
+        let flags = flags
+            .iter()
+            .map(|flag| format!("'{flag}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
         self.code.push_str(&format!(
-            "redis.register_function('{script}_{DIGEST}', function(keys, args)\nbegin(keys, args)\n{body}\nend)\n"
+            "redis.register_function{{function_name = '{script}_{DIGEST}', flags = {{ {flags} }}, callback = function(keys, args)\nbegin(keys, args)\n{body}\nend}}\n"
         ));
         Function {
             script,
@@ -138,7 +151,11 @@ impl Call<'_> {
         self
     }
 
-    /// `FCALL`, loading the library first if Redis has lost it.
+    /// `FCALL`, loading the library first if Redis has lost it. On a
+    /// cluster the load goes to every primary, and fails if one is down
+    /// even when the one this call needs took it, so the call is tried
+    /// again whatever the load's outcome, which only shows if it still
+    /// finds no function.
     pub async fn invoke_async<T: FromRedisValue, C: ConnectionLike>(
         &self,
         conn: &mut C,
@@ -151,8 +168,11 @@ impl Call<'_> {
             .arg(&self.args);
         match fcall.query_async(conn).await {
             Err(error) if is_missing(&error) => {
-                self.function.load(conn).await?;
-                fcall.query_async(conn).await
+                let loaded = self.function.load(conn).await;
+                match fcall.query_async(conn).await {
+                    Err(again) if is_missing(&again) => Err(loaded.err().unwrap_or(again)),
+                    result => result,
+                }
             }
             result => result,
         }

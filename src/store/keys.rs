@@ -116,10 +116,12 @@ impl Keys {
         format!("{}:expiring", self.prefix.as_str())
     }
 
-    /// The relay index: ZSETs of relay marks, one `<access>|<ms>-<nonce>`
-    /// member per step that may record a move, written before the step and
-    /// removed once its outbox is relayed, scored by when the sweep takes
-    /// over from a gateway that died in between. On a single Redis it is
+    /// The relay index: ZSETs of relay marks, removed once their outbox is
+    /// relayed and scored by when they were written, which the sweep takes
+    /// over from a gateway that died in between. On a single Redis each step
+    /// that records writes one, `<access>|<audit id>`; on a cluster the
+    /// gateway writes `<access>|<ms>-<nonce>` before each step that may
+    /// record. On a single Redis it is
     /// one key, `2fa:relay`; on a cluster it is `buckets` keys,
     /// `2fa:relay:{0}` to `2fa:relay:{<buckets - 1>}`, on several shards, so
     /// that one failed shard does not stop every step.

@@ -68,7 +68,11 @@ impl Scripts {
             lua!("function"),
         ];
         let mut library = Builder::new(publish, &prelude);
-        let mut add = |script: &'static str, body: &str| library.function(script, body);
+        // Scripts that only read carry `no-writes`.
+        let mut add = |script: &'static str, body: &str| {
+            let read_only = matches!(script, "due" | "feed_since");
+            library.function(script, if read_only { &["no-writes"] } else { &[] }, body)
+        };
         let scripts = Scripts {
             post_challenge: add("post_challenge", lua!("post_challenge")),
             send_question: add("send_question", lua!("send_question")),

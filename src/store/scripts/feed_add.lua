@@ -79,9 +79,19 @@ if length == added and not housekeep then
   redis.call('HSET', KEYS[2], KEPT, now)
 end
 if housekeep then
+  -- At most ten batches of a hundred: a feed with more past their
+  -- retention is left due for housekeeping, so the next append goes on.
   local oldest = now - tonumber(ARGV[7])
-  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', oldest, 'COUNT', 100)) do
-    redis.call('XDEL', KEYS[1], entry[1])
+  for batch = 1, 10 do
+    local old = redis.call('XRANGE', KEYS[1], '-', oldest, 'COUNT', 100)
+    for _, entry in ipairs(old) do
+      redis.call('XDEL', KEYS[1], entry[1])
+    end
+    if #old < 100 then
+      break
+    elseif batch == 10 then
+      redis.call('HSET', KEYS[2], KEPT, 0)
+    end
   end
   local keep = tonumber(ARGV[4]) + every
   redis.call('PEXPIRE', KEYS[1], keep)
