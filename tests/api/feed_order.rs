@@ -149,15 +149,21 @@ async fn a_relay_brought_twice_or_late_adds_nothing_to_the_feed() {
 /// How often `append_at`'s feed renews its keys and drops old entries (ms).
 const HOUSEKEEPING: u64 = 60_000;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_busy_feed_renews_its_lifetimes_and_drops_old_entries_once_a_minute() {
-    let app = TestApp::spawn().await;
+/// Redis's clock, in whole seconds as Unix ms.
+async fn redis_now(app: &TestApp) -> u64 {
     let mut conn = app.conn.clone();
     let time: (u64, u64) = redis::cmd("TIME")
         .query_async(&mut conn)
         .await
         .expect("TIME");
-    let t0 = time.0 * 1000;
+    time.0 * 1000
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_feed_renews_its_lifetimes_and_drops_old_entries_once_a_minute() {
+    let app = TestApp::spawn().await;
+    let mut conn = app.conn.clone();
+    let t0 = redis_now(&app).await;
     let feed = "2fa:customer:{c1}:events";
     let latest = "2fa:customer:{c1}:latest";
     let ttl = |key: &'static str| {
@@ -223,12 +229,7 @@ async fn a_busy_feed_renews_its_lifetimes_and_drops_old_entries_once_a_minute() 
 #[tokio::test(flavor = "multi_thread")]
 async fn housekeeping_drops_every_old_entry_not_just_a_first_hundred() {
     let app = TestApp::spawn().await;
-    let mut conn = app.conn.clone();
-    let time: (u64, u64) = redis::cmd("TIME")
-        .query_async(&mut conn)
-        .await
-        .expect("TIME");
-    let t0 = time.0 * 1000;
+    let t0 = redis_now(&app).await;
     for i in 1..=250 {
         let id = format!("{i}-0");
         append_at(
