@@ -62,6 +62,7 @@ impl Application {
             feed_retention: Duration::from_secs(config.feed_retention),
             feed_length: usize::try_from(config.feed_length).unwrap_or(usize::MAX),
             submissions_per_minute: config.submissions_per_minute,
+            token_ttl: Duration::from_secs(config.token_ttl),
         };
         let store = Store::connect(&target, options)
             .await

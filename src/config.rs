@@ -77,6 +77,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=30 * 86_400))]
     pub retention: u64,
 
+    /// Seconds a token may wait in `token_received` for its scraper's report
+    /// (or a new post) before the challenge expires and the token is erased.
+    #[arg(long, env = "TWOFA_TOKEN_TTL", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub token_ttl: u64,
+
     /// Seconds a customer's live feed keeps its events, for front ends that
     /// reconnect with Last-Event-ID.
     #[arg(long, env = "TWOFA_FEED_RETENTION", default_value_t = 3_600,

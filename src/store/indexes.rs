@@ -25,7 +25,7 @@ use redis::AsyncCommands;
 use super::script::IndexRemove;
 use super::steps::{SendQuestion, Shown};
 use super::{LIST_LIMIT, Store, StoreError, all_but_failures};
-use crate::model::{Access, AccessId, CustomerId};
+use crate::model::{Access, AccessId, CustomerId, Status};
 
 impl Store {
     /// The accesses waiting for this customer, oldest first. Each one shown
@@ -79,17 +79,36 @@ impl Store {
         Ok(waiting)
     }
 
-    /// Drops the expiring entry of an access that left waiting, once its
-    /// outbox is relayed (the relay dropped its pending entry). A failure
-    /// here only leaves a stale entry, which the sweep drops later, so it
-    /// is logged rather than failing the step that already happened.
-    pub(super) async fn forget_expiring(&self, access: &Access) {
+    /// What becomes of the expiring entry of an access that left waiting,
+    /// once its outbox is relayed: a token waiting for its scraper's report
+    /// is watched until `TWOFA_TOKEN_TTL` after it came (the entry moves
+    /// there, earlier or later, if it is still there); anything else is
+    /// done with, and the entry goes.
+    pub(super) fn expiring_after(&self, access: &Access) -> redis::Cmd {
         let entry = expiring_member(&access.access, access.started_at.0);
+        let index = self.keys().expiring();
+        if access.status == Status::TokenReceived {
+            let until = access.updated_at.after(self.options.token_ttl);
+            let mut rewatch = redis::cmd("ZADD");
+            rewatch.arg(index).arg("XX").arg(until.0).arg(entry);
+            rewatch
+        } else {
+            let mut forget = redis::cmd("ZREM");
+            forget.arg(index).arg(entry);
+            forget
+        }
+    }
+
+    /// [`expiring_after`](Self::expiring_after), on its own. A failure
+    /// here only leaves an entry due too early or too late, which the sweep
+    /// sorts out, so it is logged rather than failing the step that
+    /// already happened.
+    pub(super) async fn settle_expiring(&self, access: &Access) {
         let mut conn = self.link.get();
-        let expiring = self.keys().expiring();
-        let unexpiring = self.bounded(conn.zrem::<_, _, ()>(&expiring, &entry));
-        if let Err(error) = unexpiring.await {
-            tracing::warn!(%entry, %error, "could not drop an expiring entry; the sweep will");
+        let settle = self.expiring_after(access);
+        if let Err(error) = self.bounded(settle.exec_async(&mut conn)).await {
+            let access = &access.access;
+            tracing::warn!(%access, %error, "could not settle an expiring entry; the sweep will");
         }
     }
 

@@ -151,6 +151,9 @@ pub struct StoreOptions {
     pub feed_length: usize,
     /// How many token submissions an access takes a minute.
     pub submissions_per_minute: u64,
+    /// How long a token waits in `token_received` before its challenge
+    /// expires and the token is erased.
+    pub token_ttl: Duration,
 }
 
 impl StoreOptions {

@@ -36,7 +36,6 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use redis::AsyncCommands;
 
-use super::indexes::expiring_member;
 use super::script::{FeedAdd, FeedAddEntry, FeedEvent};
 use super::steps::{Found, RELAY_FIELD, Read};
 use super::{Store, StoreError, all_but_failures, millis};
@@ -274,8 +273,7 @@ impl Store {
                 pipe.zrem(key, members).ignore();
             }
             if let Some(access) = left_waiting {
-                let entry = expiring_member(&access.access, access.started_at.0);
-                pipe.zrem(self.keys().expiring(), entry).ignore();
+                pipe.add_command(self.expiring_after(access)).ignore();
             }
             let mut conn = self.link.get();
             if let Err(error) = self.bounded(pipe.exec_async(&mut conn)).await {
@@ -301,7 +299,7 @@ impl Store {
         };
         let unexpire = async {
             if let Some(access) = left_waiting {
-                self.forget_expiring(access).await;
+                self.settle_expiring(access).await;
             }
         };
         futures_util::join!(close_then_unmark, unexpire);

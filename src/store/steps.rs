@@ -462,6 +462,8 @@ pub(super) struct Expire {
     /// The entry's `started_at`.
     pub started_at: u64,
     pub grace: Duration,
+    /// How long a token waits in `token_received` for its report.
+    pub token_ttl: Duration,
 }
 
 pub(super) enum Expiry {
@@ -470,6 +472,8 @@ pub(super) enum Expiry {
     /// Its deadline is still ahead by this node's clock (or the entry was
     /// scored early): look again at the hash's deadline.
     Waiting { expires_at: UnixMillis },
+    /// A token stored at `since` has not waited its time for the report.
+    TokenWaiting { since: UnixMillis },
     /// The post that wrote the entry may not have written the hash yet.
     InFlight,
     /// The entry is no longer needed: that challenge ended or was
@@ -491,7 +495,10 @@ impl AccessStep for Expire {
     }
 
     fn args(&self, invocation: &mut Call<'_>) {
-        invocation.arg(self.started_at).arg(millis(self.grace));
+        invocation
+            .arg(self.started_at)
+            .arg(millis(self.grace))
+            .arg(millis(self.token_ttl));
     }
 
     fn outcome(reply: Reply) -> Result<Expiry, String> {
@@ -499,6 +506,9 @@ impl AccessStep for Expire {
             ("done", true) => Ok(Expiry::Expired),
             ("waiting", true) => reply.with_access().map(|waiting| Expiry::Waiting {
                 expires_at: waiting.expires_at,
+            }),
+            ("token_waiting", true) => reply.with_access().map(|stored| Expiry::TokenWaiting {
+                since: stored.updated_at,
             }),
             ("in_flight", false) => Ok(Expiry::InFlight),
             // With the hash when there is one, for its outbox.

@@ -63,7 +63,12 @@ impl Store {
             return self.drop_entry(index, member).await;
         };
         let grace = self.options.in_flight_grace();
-        let expire = Expire { started_at, grace };
+        let token_ttl = self.options.token_ttl;
+        let expire = Expire {
+            started_at,
+            grace,
+            token_ttl,
+        };
         let postpone = |until: u64| async move {
             let call = ExpiringPostpone {
                 index,
@@ -95,6 +100,7 @@ impl Store {
             // Still waiting: never dropped. If the entry was scored earlier
             // than the hash's deadline, look again at that deadline.
             Expiry::Waiting { expires_at } => postpone(expires_at.0).await,
+            Expiry::TokenWaiting { since } => postpone(since.after(token_ttl).0).await,
         }
     }
 

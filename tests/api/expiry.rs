@@ -158,3 +158,85 @@ async fn no_step_acts_on_a_challenge_past_its_deadline_even_before_the_sweep() {
         "expired in passing, and dropped from both indexes"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_nobody_reports_expires_after_the_token_ttl_and_is_erased() {
+    let app = TestApp::spawn_with(start_redis(), |config| config.token_ttl = 1).await;
+    assert_eq!(
+        app.challenge("001", "c1", "q").await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(app.submit("001", "987654").await.status, StatusCode::OK);
+    let submitted = Instant::now();
+    // The scraper died before it read the token: the sweep ends the
+    // challenge once the token has waited its second.
+    app.until("the token expired", || async {
+        app.hash("001").await.get("status").map(String::as_str) == Some("expired")
+    })
+    .await;
+    assert!(
+        submitted.elapsed() < Duration::from_secs(3),
+        "about a second late at most"
+    );
+    let everything = app.keyspace().await;
+    assert!(
+        !everything
+            .values()
+            .any(|content| content.contains("987654")),
+        "the token is erased: {everything:?}"
+    );
+    let trail = app
+        .send(reqwest::Method::GET, "/v1/accesses/001/events", None)
+        .await;
+    let last = trail
+        .body
+        .as_array()
+        .and_then(|events| events.last())
+        .cloned();
+    let last = last.expect("an audit trail");
+    assert_eq!(
+        (last["type"].as_str(), last["by"].as_str()),
+        (Some("expired"), Some("system"))
+    );
+    let mut conn = app.conn.clone();
+    let woken: Vec<String> = conn
+        .lrange("2fa:access:{001}:wake", 0, -1)
+        .await
+        .expect("LRANGE");
+    assert_eq!(woken, ["token_received", "expired"]);
+    // A scraper that comes back finds it gone, and must post again.
+    app.wait_token("001", 1.0)
+        .await
+        .assert_error(StatusCode::GONE, "expired");
+    app.report("001", "ok")
+        .await
+        .assert_error(StatusCode::CONFLICT, "conflict");
+    let expiring: usize = conn.zcard("2fa:expiring").await.expect("ZCARD");
+    assert_eq!(expiring, 0, "nothing left to watch");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reported_token_leaves_nothing_for_the_sweep() {
+    let app = TestApp::spawn().await;
+    app.challenge("001", "c1", "q").await;
+    app.submit("001", "987654").await;
+    let mut conn = app.conn.clone();
+    let watched: Option<u64> = conn
+        .zscore(
+            "2fa:expiring",
+            format!("001|{}", app.hash("001").await["started_at"]),
+        )
+        .await
+        .expect("ZSCORE");
+    let stored_at: u64 = app.hash("001").await["updated_at"]
+        .parse()
+        .expect("updated_at");
+    assert_eq!(
+        watched,
+        Some(stored_at + 600_000),
+        "watched until the default token TTL"
+    );
+    assert_eq!(app.report("001", "ok").await.status, StatusCode::OK);
+    let expiring: usize = conn.zcard("2fa:expiring").await.expect("ZCARD");
+    assert_eq!(expiring, 0);
+}

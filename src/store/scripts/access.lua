@@ -9,7 +9,9 @@
 --   { outcome, left_waiting ('1' or '0'), outbox count, own count,
 --     (audit id, type, attempt, at, by, reason) * outbox count,
 --     field, value, ... }
--- where the fields are the hash as it is after the step, never with its
+-- where left_waiting says the step ended what the expiring index watches
+-- for this challenge (a wait, or a token waiting for its report), and the
+-- fields are the hash as it is after the step, never with its
 -- token, and with the image replaced by has_image = '1' (only GET sends the
 -- image).
 --

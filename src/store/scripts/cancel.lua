@@ -10,4 +10,4 @@ if not (WAITING[status] or status == 'token_received') then
   return reply('refused', expired)
 end
 move('cancelled', now, ARGV[2])
-return reply('done', WAITING[status] ~= nil)
+return reply('done', WAITING[status] ~= nil or status == 'token_received')

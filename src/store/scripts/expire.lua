@@ -4,9 +4,14 @@
 -- ARGV[2]: the entry's started_at (ms)
 -- ARGV[3]: how long a post may take between its index write and its hash
 --          write (ms)
+-- ARGV[4]: how long a token may wait in token_received for its report (ms)
+-- The entry also watches a token waiting for its scraper's report: once
+-- it has waited ARGV[4], the challenge expires (by the system), which
+-- erases the token.
 -- Replies 'done' when this call expired the challenge; 'waiting', with the
 -- hash, when its deadline is still ahead by this node's clock (or the entry
--- is scored early); 'in_flight' when the post that wrote the entry may not
+-- is scored early); 'token_waiting', with the hash, when a token has not
+-- waited its time yet; 'in_flight' when the post that wrote the entry may not
 -- have written the hash yet; 'gone' when the entry is no longer needed (that
 -- challenge ended, or was superseded), with the hash when there is one, so
 -- that an outbox a dead gateway left is relayed before the entry goes: on a
@@ -33,5 +38,12 @@ if expired then
 end
 if WAITING[status] then
   return reply('waiting', false)
+end
+if status == 'token_received' then
+  if tonumber(field('updated_at')) + tonumber(ARGV[4]) > now then
+    return reply('token_waiting', false)
+  end
+  move('expired', now, 'system')
+  return reply('done', true)
 end
 return reply('gone', false)

@@ -12,4 +12,4 @@ if not (status == 'token_received' or (decoupled and WAITING[status])) then
   return reply('refused', expired)
 end
 move(ARGV[2], now, 'scraper', ARGV[3])
-return reply('done', WAITING[status] ~= nil)
+return reply('done', WAITING[status] ~= nil or status == 'token_received')
