@@ -104,7 +104,10 @@ impl Application {
             },
             shutdown.clone(),
         ));
+        let cors = crate::http::cors::layer(config.cors_origins.as_deref(), keys.is_enabled())
+            .map_err(StartError::Config)?;
         let state = AppState {
+            cors,
             api_keys: Arc::new(keys),
             webhooks: WebhookLimits {
                 policy,

@@ -41,6 +41,12 @@ pub struct Config {
     #[arg(long, env = "TWOFA_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
 
+    /// Browser origins allowed to call the gateway, comma-separated and
+    /// exact (`https://app.tesfront.example`); none by default. `*` only
+    /// with API keys off.
+    #[arg(long, env = "TWOFA_CORS_ORIGINS")]
+    pub cors_origins: Option<String>,
+
     /// Log lines as `text`, for people, or `json`, one object a line, for
     /// log shippers. RUST_LOG filters them either way.
     #[arg(long, env = "TWOFA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

@@ -4,6 +4,7 @@
 mod accesses;
 mod auth;
 mod challenges;
+pub mod cors;
 mod demo;
 pub mod error;
 mod extract;
@@ -66,6 +67,8 @@ pub struct AppState {
     /// Cancelled on SIGTERM: long polls answer 204 at once instead of
     /// holding shutdown for their whole timeout.
     pub shutdown: CancellationToken,
+    /// The browser origins allowed to call, if any (`cors`).
+    pub cors: Option<tower_http::cors::CorsLayer>,
 }
 
 /// Every route, each registered with its OpenAPI operation, behind the key
@@ -113,9 +116,10 @@ pub fn openapi_json() -> String {
 
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
+    let cors = state.cors.clone();
     let (routes, document) = routes(&state.api_keys).split_for_parts();
     let rendered = openapi::render(&document);
-    routes
+    let router = routes
         .route_layer(middleware::from_fn(health::count_request))
         .fallback(|| async { AppError::NoRoute })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
@@ -128,7 +132,13 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http())
         .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
-        .with_state(state)
+        .with_state(state);
+    // Outermost, so that a preflight is answered before any route or key
+    // check sees it.
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }
 
 /// How long a stopping gateway waits for requests in flight: within the

@@ -11,6 +11,7 @@ mod cli;
 mod client;
 mod cluster;
 mod concurrency;
+mod cors;
 mod demo;
 mod deploy;
 mod expiry;
