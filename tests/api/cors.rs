@@ -1,5 +1,6 @@
 //! Browsers on the listed origins may call the gateway (`TWOFA_CORS_ORIGINS`);
-//! no other origin gets a CORS header, and none at all when none is listed.
+//! no other origin is allowed (it gets no `access-control-allow-origin`),
+//! and there is no CORS header at all when none is listed.
 
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
