@@ -74,6 +74,7 @@ impl Builder {
         Function {
             script,
             library: self.library.clone(),
+            name: OnceLock::new(),
         }
     }
 
@@ -91,6 +92,8 @@ impl Builder {
 pub struct Function {
     script: &'static str,
     library: Arc<OnceLock<Library>>,
+    /// `<script>_<digest>`, built on the first call rather than on every one.
+    name: OnceLock<String>,
 }
 
 impl Function {
@@ -112,8 +115,9 @@ impl Function {
     }
 
     /// `<script>_<digest>`.
-    fn name(&self) -> String {
-        format!("{}_{}", self.script, self.library().digest)
+    fn name(&self) -> &str {
+        self.name
+            .get_or_init(|| format!("{}_{}", self.script, self.library().digest))
     }
 
     /// The name of the library it belongs to: `twofa_<digest>`.

@@ -297,14 +297,15 @@ impl Store {
             .key(&names.events)
             .key(&names.submitted)
             .arg(&names.changed);
-        let relay_index = self.keys().relay(0, 1);
-        let in_step = self.marks_in_step();
-        if in_step {
-            invocation.key(&relay_index);
+        // On a single Redis the step writes its own relay mark.
+        let relay_index = self.marks_in_step().then(|| self.keys().relay(0, 1));
+        if let Some(index) = &relay_index {
+            invocation.key(index);
         }
         step.args(&mut invocation);
         let relays_all = step.relays_all();
-        let mark = if S::MARKS && !in_step {
+        // On a cluster the gateway writes it first.
+        let mark = if S::MARKS && relay_index.is_none() {
             Some(self.mark_relay(access).await?)
         } else {
             None
@@ -327,10 +328,9 @@ impl Store {
         };
         if relayed && relay_now {
             let left_waiting = after.filter(|_| left_waiting);
-            let mark = if in_step {
-                relay::Mark::of_relays(relay_index, access, &relays)
-            } else {
-                mark
+            let mark = match relay_index {
+                Some(index) => relay::Mark::of_relays(index, access, &relays),
+                None => mark,
             };
             self.settle(&names.hash, &relays, mark, left_waiting).await;
         }
