@@ -14,7 +14,7 @@ use crate::auth::ApiKeys;
 use crate::config::Config;
 use crate::http::webhooks::WebhookLimits;
 use crate::http::{self, AppState, Limits};
-use crate::model::ExpiresIn;
+use crate::model::{ExpiresIn, SessionTtl};
 use crate::pubsub::{Subscriber, SubscriberOptions};
 use crate::redis_target::{Target, redacted_url};
 use crate::store::{Keys, Store, StoreOptions};
@@ -85,6 +85,8 @@ impl Application {
                 })?;
         let default_expires_in = ExpiresIn::from_secs(config.default_expires_in)
             .map_err(|e| StartError::Config(e.to_string()))?;
+        let session_ttl = SessionTtl::from_secs(config.session_ttl)
+            .map_err(|e| StartError::Config(e.to_string()))?;
         let sweeper = tokio::spawn(sweep(
             store.clone(),
             Duration::from_millis(config.sweep_interval_ms),
@@ -122,6 +124,7 @@ impl Application {
                 feed_heartbeat: Duration::from_millis(config.feed_heartbeat_ms),
                 header_timeout: Duration::from_millis(config.header_timeout_ms),
                 demo: !config.no_demo,
+                session_ttl,
             },
             shutdown,
         };

@@ -10,6 +10,8 @@ use std::str::FromStr;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::model::SESSION_PREFIX;
+
 /// Keys shorter than this are refused at start: they could be guessed.
 pub const MIN_KEY_CHARS: usize = 32;
 
@@ -47,6 +49,7 @@ impl Role {
     /// Whether this role may call a route open to `allowed`.
     pub fn may(self, allowed: Allowed) -> bool {
         match (allowed, self) {
+            (Allowed::SessionOnly, _) => false,
             (Allowed::Anyone, _) | (_, Role::Admin) => true,
             (Allowed::Scraper, role) => role == Role::Scraper,
             (Allowed::Frontend, role) => role == Role::Frontend,
@@ -64,6 +67,27 @@ pub enum Allowed {
     Admin,
     /// Every role.
     Anyone,
+    /// No key, not even admin: a customer session only (the route that
+    /// ends the session calling it).
+    SessionOnly,
+}
+
+/// Whether, and how, a route takes a customer session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sessions {
+    /// A session gets 403.
+    Refused,
+    /// As `Authorization: Bearer tfs_…`.
+    Header,
+    /// Also as `?session=tfs_…`, for `EventSource`, which sends no headers.
+    HeaderOrQuery,
+}
+
+/// Who a route is for: which keys, and whether a session.
+#[derive(Debug, Clone, Copy)]
+pub struct Gate {
+    pub keys: Allowed,
+    pub sessions: Sessions,
 }
 
 /// A secret from the configuration, such as a list of keys or a Redis URL
@@ -101,6 +125,8 @@ pub enum KeyError {
     TooShort { place: String, chars: usize },
     #[error("{place}: this key is configured twice")]
     Duplicate { place: String },
+    #[error("{place}: keys may not start with {SESSION_PREFIX}, which marks a customer session")]
+    SessionLike { place: String },
 }
 
 /// The configured keys, as digests. Empty means authentication is off.
@@ -142,6 +168,9 @@ impl ApiKeys {
                 .ok_or_else(|| KeyError::Malformed {
                     place: place.clone(),
                 })?;
+            if key.starts_with(SESSION_PREFIX) {
+                return Err(KeyError::SessionLike { place });
+            }
             let chars = key.chars().count();
             if chars < MIN_KEY_CHARS {
                 return Err(KeyError::TooShort { place, chars });
@@ -204,6 +233,9 @@ mod tests {
         assert!(ApiKeys::parse(Some(SCRAPER), None).is_err());
         let twice = format!("scraper:{SCRAPER},admin:{SCRAPER}");
         assert!(ApiKeys::parse(Some(&twice), None).is_err());
+        let session_like = format!("frontend:tfs_{SCRAPER}");
+        let refused = ApiKeys::parse(Some(&session_like), None).expect_err("session-like");
+        assert!(refused.to_string().contains("tfs_"), "{refused}");
     }
 
     #[test]
@@ -212,5 +244,6 @@ mod tests {
         assert!(!Role::Frontend.may(Allowed::Scraper));
         assert!(!Role::Scraper.may(Allowed::Frontend));
         assert!(Role::Frontend.may(Allowed::Anyone));
+        assert!(!Role::Admin.may(Allowed::SessionOnly));
     }
 }

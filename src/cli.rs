@@ -46,6 +46,9 @@ enum Command {
     List(commands::ListArgs),
     /// Cancel an access's challenge.
     Cancel(commands::CancelArgs),
+    /// Mint a customer session for a browser, and print it with the demo
+    /// page's URL carrying it (front end).
+    Session(commands::SessionArgs),
     /// Print an access's Redis keys, read directly, for operators.
     Inspect(commands::InspectArgs),
     /// A simulated scraper for the demo page: post, wait, print the token,
@@ -98,6 +101,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Some(Command::Report(args)) => commands::report(args).await,
         Some(Command::List(args)) => commands::list(args).await,
         Some(Command::Cancel(args)) => commands::cancel(args).await,
+        Some(Command::Session(args)) => commands::session(args).await,
         Some(Command::Inspect(args)) => commands::inspect(args).await,
         Some(Command::DemoScraper(args)) => commands::demo_scraper(args).await,
         Some(Command::Webhook(args)) => commands::webhook(args).await,

@@ -28,8 +28,8 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
 use crate::model::{
-    Access, ChallengeRequest, Outcome, Reason, StatusChange, StatusReport, Token, TokenAnswer,
-    TokenSubmission,
+    Access, ChallengeRequest, CreatedSession, Outcome, Reason, SessionRequest, SessionTtl,
+    StatusChange, StatusReport, Token, TokenAnswer, TokenSubmission,
 };
 
 /// One long poll asks for at most this long; `wait_token` chains them.
@@ -276,6 +276,23 @@ impl Client {
             attempt: None,
         };
         self.call(Method::POST, "/v1/tokens", Some(&body)).await
+    }
+
+    /// `POST /v1/customers/{customer}/sessions`: a session for the
+    /// customer's browser, for `ttl` or the gateway's default.
+    pub async fn create_session(
+        &self,
+        customer: &str,
+        ttl: Option<SessionTtl>,
+    ) -> Result<CreatedSession, ClientError> {
+        let path = format!("/v1/customers/{}/sessions", segment(customer));
+        self.call(Method::POST, &path, Some(&SessionRequest { ttl }))
+            .await
+    }
+
+    /// The base URL this client calls.
+    pub fn base_url(&self) -> &str {
+        &self.base
     }
 
     /// `DELETE /v1/accesses/{access}/challenge`.

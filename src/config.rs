@@ -89,6 +89,11 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub token_ttl: u64,
 
+    /// Seconds a customer session lives when its minting does not say.
+    #[arg(long, env = "TWOFA_SESSION_TTL", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub session_ttl: u64,
+
     /// Seconds a customer's live feed keeps its events, for front ends that
     /// reconnect with Last-Event-ID.
     #[arg(long, env = "TWOFA_FEED_RETENTION", default_value_t = 3_600,

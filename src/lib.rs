@@ -8,9 +8,11 @@
 //! - [`http`]: the axum gateway. Handlers validate input into [`model`]
 //!   types, call one [`store`] or [`follow`] function, and shape the answer.
 //!   Every failure becomes an HTTP status in one place, `http::error`; the
-//!   API-key check runs as a route layer, before any extractor. It also
+//!   credential check (an API key, or a customer session looked up in
+//!   Redis) runs as a route layer, before any extractor. It also
 //!   serves the demo front end (`src/http/demo/`), compiled in;
-//! - [`auth`]: API keys (kept as SHA-256 digests) and their roles;
+//! - [`auth`]: API keys (kept as SHA-256 digests), their roles, and which
+//!   routes a customer session may call;
 //! - [`model`]: validated ids and texts, kinds and answer rules, statuses,
 //!   the access object and the audit trail. A value is checked once, at the
 //!   edge; after that its type is the proof;

@@ -17,7 +17,8 @@ use crate::auth::Secret;
 use crate::client::{Client, ClientError};
 use crate::config::DEFAULT_REDIS_URL;
 use crate::model::{
-    AccessId, BankName, ChallengeRequest, ExpiresIn, Kind, Outcome, Question, Reason, Token,
+    AccessId, BankName, ChallengeRequest, CreatedSession, ExpiresIn, Kind, Outcome, Question,
+    Reason, SessionTtl, Token,
 };
 use crate::redis_target::{Target, TargetError, redacted_url};
 use crate::store::{Keys, Prefix};
@@ -152,6 +153,20 @@ pub struct ListArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Prints the session as JSON, with `demoUrl`: the demo page signed in with it.\n\n\
+Example: twofa-bridge session c1 --ttl 900"
+)]
+pub struct SessionArgs {
+    customer: String,
+    /// Seconds the session lives (1 to 3600); the gateway's default when absent.
+    #[arg(long)]
+    ttl: Option<SessionTtl>,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+#[derive(Debug, Args)]
 #[command(after_help = "Example: twofa-bridge cancel 001")]
 pub struct CancelArgs {
     access: String,
@@ -242,6 +257,27 @@ pub async fn report(args: ReportArgs) -> ExitCode {
 
 pub async fn list(args: ListArgs) -> ExitCode {
     finish(async { args.remote.client()?.list(&args.customer).await }).await
+}
+
+/// What `session` prints.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MintedSession {
+    #[serde(flatten)]
+    created: CreatedSession,
+    /// The demo page, with the session in its fragment, which no request
+    /// sends to a server.
+    demo_url: String,
+}
+
+pub async fn session(args: SessionArgs) -> ExitCode {
+    finish(async {
+        let client = args.remote.client()?;
+        let created = client.create_session(&args.customer, args.ttl).await?;
+        let demo_url = format!("{}/#session={}", client.base_url(), created.session);
+        Ok(MintedSession { created, demo_url })
+    })
+    .await
 }
 
 pub async fn cancel(args: CancelArgs) -> ExitCode {

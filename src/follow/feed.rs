@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::FollowError;
 use crate::metrics;
-use crate::model::{Access, AccessId, CustomerId, Status, UnixMillis};
+use crate::model::{Access, AccessId, CustomerId, SessionDigest, Status, UnixMillis};
 use crate::pubsub::{Admission, Subscriber, Subscription};
 use crate::store::{FeedEvent, FeedRead, Store, StoreError};
 
@@ -43,6 +43,51 @@ pub enum FeedItem {
     },
 }
 
+/// Why a feed stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedEnd {
+    /// The gateway is shutting down.
+    Shutdown,
+    /// The session it was opened with ended: revoked, or expired.
+    SessionEnded,
+}
+
+/// The session a feed was opened with, which ends it when it ends.
+pub struct FeedSession {
+    pub digest: SessionDigest,
+    pub expires_at: UnixMillis,
+}
+
+/// A feed's hold on its session: the channel that hears of its revocation,
+/// and its end.
+struct Watched {
+    digest: SessionDigest,
+    ended: Subscription,
+    expires: tokio::time::Instant,
+}
+
+impl Watched {
+    async fn ended_or_expired(&mut self) {
+        tokio::select! {
+            () = self.ended.changed() => {}
+            () = tokio::time::sleep_until(self.expires) => {}
+        }
+    }
+
+    /// Redis still holds the session: if this clock is ahead of Redis's,
+    /// look again a moment later rather than at once.
+    fn not_yet(&mut self) {
+        let now = tokio::time::Instant::now();
+        if self.expires <= now {
+            self.expires = now + EXPIRY_RECHECK;
+        }
+    }
+}
+
+/// How soon a feed whose session outlived its end by this gateway's clock
+/// looks again: within the 5 s a session's feed may outlive it.
+const EXPIRY_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub struct Feed {
     store: Store,
     customer: CustomerId,
@@ -57,6 +102,7 @@ pub struct Feed {
     /// again.
     sent_at_start: HashSet<(AccessId, u32)>,
     subscription: Subscription,
+    session: Option<Watched>,
     shutdown: CancellationToken,
     /// Counts this feed against the gateway's bound while it is open.
     _admitted: Admission,
@@ -81,14 +127,20 @@ impl Drop for OpenFeed {
 
 impl Feed {
     /// Opens a feed after `last_event_id`, or from what is waiting now.
+    /// A feed opened with a session ends when the session does.
     pub async fn open(
         store: Store,
         subscriber: &Subscriber,
         customer: CustomerId,
         last_event_id: Option<String>,
+        session: Option<FeedSession>,
         shutdown: CancellationToken,
     ) -> Result<Feed, FollowError> {
         let admitted = subscriber.admit()?;
+        let session = match session {
+            Some(session) => Some(watch_session(&store, subscriber, session).await?),
+            None => None,
+        };
         // Subscribe before reading, or an entry landing in between is missed.
         let subscription = subscriber
             .subscribe(store.keys().feed_channel(&customer))
@@ -101,6 +153,7 @@ impl Feed {
             sent_at_start: HashSet::new(),
             started_over: false,
             subscription,
+            session,
             shutdown,
             _admitted: admitted,
             _open: OpenFeed::new(),
@@ -114,19 +167,35 @@ impl Feed {
         Ok(feed)
     }
 
-    /// The next item, waiting for one if need be; `None` once the gateway
-    /// shuts down.
-    pub async fn next(&mut self) -> Result<Option<FeedItem>, StoreError> {
+    /// The next item, waiting for one if need be; or why the feed ends.
+    pub async fn next(&mut self) -> Result<Result<FeedItem, FeedEnd>, StoreError> {
         loop {
             if let Some(item) = self.queue.pop_front() {
-                return Ok(Some(item));
+                return Ok(Ok(item));
             }
             if self.catch_up().await? {
                 continue;
             }
+            let session = async {
+                match &mut self.session {
+                    Some(watched) => watched.ended_or_expired().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = self.subscription.changed() => {}
-                () = self.shutdown.cancelled() => return Ok(None),
+                () = session => {
+                    // A message, a resubscription (one may have been
+                    // missed) or its end by this clock: Redis, which runs
+                    // its TTL, says whether it ended.
+                    if let Some(watched) = &mut self.session {
+                        if self.store.session(&watched.digest).await?.is_none() {
+                            return Ok(Err(FeedEnd::SessionEnded));
+                        }
+                        watched.not_yet();
+                    }
+                }
+                () = self.shutdown.cancelled() => return Ok(Err(FeedEnd::Shutdown)),
             }
         }
     }
@@ -211,4 +280,26 @@ impl Feed {
         }
         Ok(moved)
     }
+}
+
+/// Subscribes to the session's end, then checks it is still live: a
+/// revocation between the gateway's check and the subscription is not
+/// missed.
+async fn watch_session(
+    store: &Store,
+    subscriber: &Subscriber,
+    session: FeedSession,
+) -> Result<Watched, FollowError> {
+    let ended = subscriber
+        .subscribe(store.keys().session(&session.digest).ended)
+        .await?;
+    if store.session(&session.digest).await?.is_none() {
+        return Err(FollowError::SessionEnded);
+    }
+    let left = session.expires_at.0.saturating_sub(UnixMillis::now().0);
+    Ok(Watched {
+        digest: session.digest,
+        ended,
+        expires: tokio::time::Instant::now() + std::time::Duration::from_millis(left),
+    })
 }

@@ -6,7 +6,7 @@
 mod feed;
 mod long_poll;
 
-pub use feed::{Feed, FeedItem};
+pub use feed::{Feed, FeedEnd, FeedItem, FeedSession};
 pub use long_poll::{Answer, wait_for_token};
 
 use crate::pubsub::SubscriberError;
@@ -20,4 +20,7 @@ pub enum FollowError {
     Subscriber(#[from] SubscriberError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The session the feed was asked for with ended meanwhile.
+    #[error("this session has ended; ask for a new one")]
+    SessionEnded,
 }

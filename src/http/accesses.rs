@@ -1,9 +1,10 @@
 //! An access as a whole: read by anyone, and the scraper's verdict.
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 
 use super::AppState;
+use super::auth::Caller;
 use super::error::{AppError, ErrorBody};
 use super::extract::{AppJson, PathId};
 use super::openapi::AccessPath;
@@ -27,8 +28,9 @@ use crate::model::{Access, AccessId, StatusReport, TrailEntry};
 pub async fn get(
     State(state): State<AppState>,
     PathId(access): PathId<AccessId>,
+    Extension(caller): Extension<Caller>,
 ) -> Result<Json<Access>, AppError> {
-    match state.store.access(&access).await? {
+    match state.store.access(&access, caller.scope()).await? {
         Some(found) => Ok(Json(found)),
         None => Err(AppError::NotFound(format!(
             "access {access} has no challenge"
@@ -54,8 +56,9 @@ pub async fn get(
 pub async fn events(
     State(state): State<AppState>,
     PathId(access): PathId<AccessId>,
+    Extension(caller): Extension<Caller>,
 ) -> Result<Json<Vec<TrailEntry>>, AppError> {
-    match state.store.trail(&access).await? {
+    match state.store.trail(&access, caller.scope()).await? {
         Some(events) => Ok(Json(events)),
         None => Err(AppError::NotFound(format!(
             "access {access} has no challenge and no history"

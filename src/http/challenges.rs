@@ -115,12 +115,12 @@ pub struct CancelQuery {
 pub async fn cancel(
     State(state): State<AppState>,
     PathId(access): PathId<AccessId>,
-    Extension(Caller(role)): Extension<Caller>,
+    Extension(caller): Extension<Caller>,
     AppQuery(query): AppQuery<CancelQuery>,
 ) -> Result<Json<Access>, AppError> {
-    let by = match (role, query.by.as_deref()) {
-        (Some(Role::Scraper), _) => Actor::Scraper,
-        (Some(Role::Frontend), _) => Actor::Frontend,
+    let by = match (&caller, query.by.as_deref()) {
+        (Caller::Key(Role::Scraper), _) => Actor::Scraper,
+        (Caller::Key(Role::Frontend) | Caller::Session(_), _) => Actor::Frontend,
         (_, None | Some("scraper")) => Actor::Scraper,
         (_, Some("frontend")) => Actor::Frontend,
         (_, Some(_)) => {
@@ -129,5 +129,6 @@ pub async fn cancel(
             ));
         }
     };
-    Ok(Json(state.store.cancel(&access, by).await?))
+    let cancelled = state.store.cancel(&access, by, caller.scope()).await?;
+    Ok(Json(cancelled))
 }

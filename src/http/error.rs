@@ -185,6 +185,7 @@ impl From<FollowError> for AppError {
         match error {
             FollowError::Store(error) => error.into(),
             FollowError::Subscriber(error) => AppError::Unavailable(error.to_string()),
+            FollowError::SessionEnded => AppError::Unauthorized(error.to_string()),
         }
     }
 }

@@ -4,16 +4,18 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 
 use super::AppState;
+use super::auth::Caller;
 use super::error::AppError;
 use super::extract::PathId;
 use super::openapi::CustomerPath;
-use crate::follow::{Feed, FeedItem};
+use crate::follow::{Feed, FeedEnd, FeedItem, FeedSession};
 use crate::model::{CustomerId, StatusChange};
 
 /// How soon a client whose feed was closed (the gateway stopping, or Redis
@@ -44,8 +46,16 @@ const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 pub async fn events(
     State(state): State<AppState>,
     PathId(customer): PathId<CustomerId>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
+    let session = match caller {
+        Caller::Session(holder) => Some(FeedSession {
+            digest: holder.digest.clone(),
+            expires_at: holder.session.expires_at,
+        }),
+        Caller::Open | Caller::Key(_) => None,
+    };
     let last_event_id = match headers.get("last-event-id") {
         None => None,
         Some(value) => Some(stream_id(value.to_str().unwrap_or_default())?),
@@ -55,14 +65,17 @@ pub async fn events(
         &state.subscriber,
         customer,
         last_event_id,
+        session,
         state.shutdown.clone(),
     )
     .await?;
     let events = futures_util::stream::unfold(Some(feed), |feed| async move {
         let mut feed = feed?;
         match feed.next().await {
-            Ok(Some(item)) => Some((Ok(sse_event(item)), Some(feed))),
-            Ok(None) => Some((Ok(closing("the gateway is shutting down")), None)),
+            Ok(Ok(item)) => Some((Ok(sse_event(item)), Some(feed))),
+            Ok(Err(FeedEnd::Shutdown)) => Some((Ok(closing("the gateway is shutting down")), None)),
+            // The client comes back, gets 401, and asks for a new session.
+            Ok(Err(FeedEnd::SessionEnded)) => Some((Ok(closing("the session has ended")), None)),
             Err(error) => {
                 tracing::warn!(%error, "a live feed failed; its client will reconnect");
                 Some((Ok(closing("the feed failed; reconnect")), None))

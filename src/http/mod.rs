@@ -11,6 +11,7 @@ mod extract;
 mod feeds;
 mod health;
 mod openapi;
+mod sessions;
 mod tokens;
 pub mod webhooks;
 
@@ -33,8 +34,8 @@ use tower_http::trace::TraceLayer;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{Allowed, ApiKeys};
-use crate::model::ExpiresIn;
+use crate::auth::{Allowed, ApiKeys, Gate, Sessions};
+use crate::model::{ExpiresIn, SessionTtl};
 use crate::pubsub::Subscriber;
 use crate::store::Store;
 use error::AppError;
@@ -54,6 +55,8 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// Whether `/` serves the demo front end.
     pub demo: bool,
+    /// How long a customer session lives when its minting does not say.
+    pub session_ttl: SessionTtl,
 }
 
 #[derive(Clone)]
@@ -71,17 +74,25 @@ pub struct AppState {
     pub cors: Option<tower_http::cors::CorsLayer>,
 }
 
+fn gate(keys: Allowed, sessions: Sessions) -> Gate {
+    Gate { keys, sessions }
+}
+
 /// Every route, each registered with its OpenAPI operation, behind the key
-/// check its role needs. `keys` only feeds the auth layers.
+/// check its role needs and the session check of the routes a customer
+/// session may call. `keys` only feeds the auth layers.
 fn routes(keys: &Arc<ApiKeys>) -> OpenApiRouter<AppState> {
+    use Sessions::{Header, HeaderOrQuery, Refused};
     let scraper = OpenApiRouter::new()
         .routes(routes!(challenges::post))
         .routes(routes!(tokens::wait))
         .routes(routes!(accesses::report));
     let frontend = OpenApiRouter::new()
         .routes(routes!(challenges::list))
-        .routes(routes!(feeds::events))
         .routes(routes!(tokens::submit));
+    let feed = OpenApiRouter::new().routes(routes!(feeds::events));
+    let minting = OpenApiRouter::new().routes(routes!(sessions::create, sessions::end_all));
+    let current = OpenApiRouter::new().routes(routes!(sessions::end_current));
     let anyone = OpenApiRouter::new()
         .routes(routes!(challenges::cancel))
         .routes(routes!(accesses::get))
@@ -92,11 +103,20 @@ fn routes(keys: &Arc<ApiKeys>) -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::rotate))
         .routes(routes!(webhooks::test))
         .routes(routes!(webhooks::deliveries));
-    let mut routes = openapi::base()
-        .merge(openapi::guarded(keys, Allowed::Scraper, scraper))
-        .merge(openapi::guarded(keys, Allowed::Frontend, frontend))
-        .merge(openapi::guarded(keys, Allowed::Anyone, anyone))
-        .merge(openapi::guarded(keys, Allowed::Admin, admin))
+    let groups = [
+        (gate(Allowed::Scraper, Refused), scraper),
+        (gate(Allowed::Frontend, Header), frontend),
+        (gate(Allowed::Frontend, HeaderOrQuery), feed),
+        (gate(Allowed::Frontend, Refused), minting),
+        (gate(Allowed::SessionOnly, Header), current),
+        (gate(Allowed::Anyone, Header), anyone),
+        (gate(Allowed::Admin, Refused), admin),
+    ];
+    let mut routes = groups
+        .into_iter()
+        .fold(openapi::base(), |routes, (gate, group)| {
+            routes.merge(openapi::guarded(keys, gate, group))
+        })
         .routes(routes!(health::alive))
         .routes(routes!(health::ready))
         .routes(routes!(health::metrics))
@@ -124,12 +144,14 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { AppError::NoRoute })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(Extension(openapi::Rendered(rendered.into())))
+        // For the auth layer, which looks customer sessions up.
+        .layer(Extension(state.store.clone()))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // Spans carry the method, path and request id; never a body, so a
         // token cannot reach a log line through them, and the API key
         // header is marked sensitive for any layer that would show headers.
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state);
@@ -139,6 +161,22 @@ pub fn router(state: AppState) -> Router {
         Some(cors) => router.layer(cors),
         None => router,
     }
+}
+
+/// The span every request's log lines carry: its method, path and id, and
+/// never its query, where the live feed may carry a customer session.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|id| id.to_str().ok())
+        .unwrap_or_default();
+    tracing::debug_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %id,
+    )
 }
 
 /// How long a stopping gateway waits for requests in flight: within the

@@ -14,7 +14,9 @@ use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder, PathItem, Paths};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme,
+};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -22,13 +24,19 @@ use utoipa_axum::router::OpenApiRouter;
 use super::AppState;
 use super::auth;
 use super::error::ErrorBody;
-use crate::auth::{Allowed, ApiKeys, Role};
+use crate::auth::{ApiKeys, Gate, Role, Sessions};
 use crate::model::{
     AccessId, ChallengeWaitingMessage, CustomerId, StatusChange, StatusChangedMessage, TestMessage,
 };
 
 /// The name of the security scheme every keyed route names.
 const SCHEME: &str = "apiKey";
+
+/// A customer session, as a bearer token.
+const SESSION_SCHEME: &str = "session";
+
+/// A customer session in the query, on the live feed only.
+const SESSION_QUERY_SCHEME: &str = "sessionQuery";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -128,9 +136,22 @@ impl Modify for BearerKeys {
             "An API key from TWOFA_API_KEYS or TWOFA_API_KEYS_FILE; the role is set there."
                 .to_owned(),
         );
-        doc.components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme(SCHEME, SecurityScheme::Http(scheme));
+        let mut session = Http::new(HttpAuthScheme::Bearer);
+        session.description = Some(
+            "A customer session, `tfs_…`, from POST /v1/customers/{customer}/sessions: it may \
+             call only the routes that list it, for its own customer's challenges. Another \
+             customer in the path is 403; another customer's access is 404, as an unknown one."
+                .to_owned(),
+        );
+        let query = ApiKey::Query(ApiKeyValue::with_description(
+            "session",
+            "A customer session, `tfs_…`, on the live feed, for `EventSource`, which cannot \
+             send headers. It never reaches a log line.",
+        ));
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(SCHEME, SecurityScheme::Http(scheme));
+        components.add_security_scheme(SESSION_SCHEME, SecurityScheme::Http(session));
+        components.add_security_scheme(SESSION_QUERY_SCHEME, SecurityScheme::ApiKey(query));
     }
 }
 
@@ -143,31 +164,41 @@ pub fn base() -> OpenApiRouter<AppState> {
 /// requirement, with its 401 and 403, into each of their operations.
 pub fn guarded(
     keys: &Arc<ApiKeys>,
-    allowed: Allowed,
+    gate: Gate,
     routes: OpenApiRouter<AppState>,
 ) -> OpenApiRouter<AppState> {
     let mut routes = routes.route_layer(middleware::from_fn_with_state(
-        (keys.clone(), allowed),
+        (keys.clone(), gate),
         auth::require,
     ));
     let roles: Vec<&str> = Role::ALL
         .into_iter()
-        .filter(|role| role.may(allowed))
+        .filter(|role| role.may(gate.keys))
         .map(Role::as_str)
         .collect();
+    let mut security = Vec::new();
+    if !roles.is_empty() {
+        security.push(SecurityRequirement::new(SCHEME, roles));
+    }
+    if gate.sessions != Sessions::Refused {
+        security.push(SecurityRequirement::new(SESSION_SCHEME, [] as [&str; 0]));
+    }
+    if gate.sessions == Sessions::HeaderOrQuery {
+        security.push(SecurityRequirement::new(
+            SESSION_QUERY_SCHEME,
+            [] as [&str; 0],
+        ));
+    }
     for item in routes.get_openapi_mut().paths.paths.values_mut() {
         for operation in operations(item) {
-            document_guard(operation, &roles);
+            document_guard(operation, security.clone());
         }
     }
     routes
 }
 
-fn document_guard(operation: &mut Operation, roles: &[&str]) {
-    operation.security = Some(vec![SecurityRequirement::new(
-        SCHEME,
-        roles.iter().copied(),
-    )]);
+fn document_guard(operation: &mut Operation, security: Vec<SecurityRequirement>) {
+    operation.security = Some(security);
     // Every keyed route reads an id and calls Redis, so each may also
     // answer 400, 500 and 503.
     for (status, description) in [
@@ -175,8 +206,14 @@ fn document_guard(operation: &mut Operation, roles: &[&str]) {
             "400",
             "A malformed id, query parameter or header (`invalid_id`, `bad_request`)",
         ),
-        ("401", "No API key, or an unknown one (`unauthorized`)"),
-        ("403", "A key of a role this route is not for (`forbidden`)"),
+        (
+            "401",
+            "No API key, or an unknown one; a session that is unknown or has ended (`unauthorized`)",
+        ),
+        (
+            "403",
+            "A key of a role this route is not for; a session on a route sessions may not call, or with another customer in the path (`forbidden`)",
+        ),
         (
             "500",
             "Redis answered with an error, or holds a malformed hash (`internal`)",

@@ -3,14 +3,15 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::AppState;
+use super::auth::Caller;
 use super::error::{AppError, ErrorBody};
 use super::extract::{AppJson, AppQuery, PathId};
 use super::openapi::AccessPath;
@@ -39,13 +40,14 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 )]
 pub async fn submit(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     AppJson(body): AppJson<TokenSubmission>,
 ) -> Result<Json<Access>, AppError> {
     let access = AccessId::parse(body.access).map_err(AppError::InvalidId)?;
     let attempt = body.attempt.map(NonZeroU32::get);
     let stored = state
         .store
-        .submit_token(&access, &body.token, attempt)
+        .submit_token(&access, &body.token, attempt, caller.scope())
         .await
         .map_err(AppError::gone_or_conflict)?;
     Ok(Json(stored))

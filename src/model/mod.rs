@@ -9,6 +9,7 @@
 mod api;
 mod challenge;
 mod schema;
+mod session;
 mod text;
 mod trail;
 mod webhook;
@@ -22,6 +23,9 @@ use utoipa::ToSchema;
 pub use api::{ChallengeRequest, StatusChange, StatusReport, TokenAnswer, TokenSubmission};
 pub use challenge::{
     AnswerRule, ChallengeParts, Choice, Choices, ImageUri, Kind, NewChallenge, Validation,
+};
+pub use session::{
+    CreatedSession, SESSION_PREFIX, SessionDigest, SessionRequest, SessionString, SessionTtl,
 };
 pub(crate) use text::is_key_char;
 pub use text::{

@@ -12,6 +12,7 @@ use utoipa::{PartialSchema, ToSchema};
 
 use super::UnixMillis;
 use super::challenge::{Choice, Choices, ImageUri, Validation};
+use super::session::SessionTtl;
 use super::text::{
     AccessId, BankName, ChoiceLabel, ChoiceValue, CustomerId, ExpiresIn, Instructions, Question,
     Reason, Token, ValidationMessage,
@@ -115,6 +116,14 @@ schema!(
         .description(Some("Seconds until the challenge expires."))
         .minimum(Some(1))
         .maximum(Some(ExpiresIn::MAX_SECS))
+);
+schema!(
+    SessionTtl,
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .description(Some("Seconds the session lives."))
+        .minimum(Some(1))
+        .maximum(Some(SessionTtl::MAX_SECS))
 );
 schema!(
     UnixMillis,

@@ -5,7 +5,7 @@
 //! keys share the hash tag `{<access>}`, so that every transition touches one
 //! cluster slot.
 
-use crate::model::{AccessId, CustomerId, Invalid, is_key_char};
+use crate::model::{AccessId, CustomerId, Invalid, SessionDigest, is_key_char};
 
 /// The key prefix, `2fa` by default. It must not contain braces, or it would
 /// change the hash tag that keeps an access's keys in one slot.
@@ -49,6 +49,13 @@ pub struct AccessKeys {
     /// `2fa:access:{<access>}:submitted`, a STRING counting the token
     /// submissions of the current minute, for the rate limit.
     pub submitted: String,
+}
+
+/// The names of one customer session's key and channel.
+#[derive(Debug, Clone)]
+pub struct SessionKeys {
+    pub hash: String,
+    pub ended: String,
 }
 
 #[derive(Debug, Clone)]
@@ -108,6 +115,25 @@ impl Keys {
     /// id the feed announced for each access, which keeps the feed in order.
     pub fn feed_latest(&self, customer: &CustomerId) -> String {
         self.customer_key(customer, "latest")
+    }
+
+    /// `2fa:customer:{<customer>}:sessions`, a ZSET of the digests of the
+    /// customer's sessions, scored by when each ends: what revoking them all
+    /// reads.
+    pub fn customer_sessions(&self, customer: &CustomerId) -> String {
+        self.customer_key(customer, "sessions")
+    }
+
+    /// `2fa:session:{<digest>}`, the HASH of one session (`customer`,
+    /// `expires_at`), and `…:ended`, the channel its live feeds hear its end
+    /// on. Named after the digest alone, so a presented session is found
+    /// with no other clue.
+    pub fn session(&self, digest: &SessionDigest) -> SessionKeys {
+        let hash = format!("{}:session:{{{}}}", self.prefix.as_str(), digest.as_str());
+        SessionKeys {
+            ended: format!("{hash}:ended"),
+            hash,
+        }
     }
 
     /// `2fa:expiring`, a ZSET index of waiting accesses scored by
@@ -199,6 +225,17 @@ mod tests {
         assert_eq!(hook.messages, "2fa:webhook:{wh_1}:messages");
         assert_eq!(hook.history, "2fa:webhook:{wh_1}:history");
         assert_eq!(names.submitted, "2fa:access:{001}:submitted");
+        assert_eq!(
+            keys.customer_sessions(&customer),
+            "2fa:customer:{c1}:sessions"
+        );
+        let digest = SessionDigest::parse(&"ab".repeat(32)).expect("a digest");
+        let session = keys.session(&digest);
+        assert_eq!(session.hash, format!("2fa:session:{{{}}}", "ab".repeat(32)));
+        assert_eq!(
+            session.ended,
+            format!("2fa:session:{{{}}}:ended", "ab".repeat(32))
+        );
     }
 
     #[test]

@@ -97,11 +97,14 @@ impl Store {
     /// choices and validation), so a wrong one is refused before it burns
     /// one of the bank's attempts, and the challenge keeps waiting. The store
     /// step then makes sure the rule checked is still the current attempt's.
+    /// With a `scope`, only one of that customer's accesses is answered:
+    /// another's is not found, and not even counted against its limit.
     pub async fn submit_token(
         &self,
         access: &AccessId,
         token: &Token,
         attempt: Option<u32>,
+        scope: Option<&CustomerId>,
     ) -> Result<Access, StoreError> {
         // The started_at of the challenge whose rule the token passed.
         let mut checked = None;
@@ -113,6 +116,7 @@ impl Store {
                 // Counted once per request, on its first call.
                 limit: (look == 0).then_some(self.options.submissions_per_minute),
                 window: SUBMISSION_WINDOW,
+                scope,
             };
             let current = match self.step(access, submit).await?.observed() {
                 Submitted::Settled(settled) => return settled.into_result(access),
@@ -142,9 +146,15 @@ impl Store {
         settled.into_result(access)
     }
 
-    /// Ends a challenge that is not final yet.
-    pub async fn cancel(&self, access: &AccessId, by: Actor) -> Result<Access, StoreError> {
-        let settled = self.step(access, Cancel { by }).await?.observed();
+    /// Ends a challenge that is not final yet. With a `scope`, only one of
+    /// that customer's: another's is not found.
+    pub async fn cancel(
+        &self,
+        access: &AccessId,
+        by: Actor,
+        scope: Option<&CustomerId>,
+    ) -> Result<Access, StoreError> {
+        let settled = self.step(access, Cancel { by, scope }).await?.observed();
         settled.into_result(access)
     }
 
@@ -173,12 +183,18 @@ impl Store {
 
     /// The access as it is, with its image but without its token; `None`
     /// when it has no challenge. A challenge found past its deadline is
-    /// expired first.
-    pub async fn access(&self, access: &AccessId) -> Result<Option<Access>, StoreError> {
-        Ok(match self.step(access, Read::WithImage).await?.observed() {
-            Found::Access { access, .. } => Some(*access),
-            Found::NotFound => None,
-        })
+    /// expired first. With a `scope`, another customer's access is `None`.
+    pub async fn access(
+        &self,
+        access: &AccessId,
+        scope: Option<&CustomerId>,
+    ) -> Result<Option<Access>, StoreError> {
+        Ok(
+            match self.step(access, Read::WithImage(scope)).await?.observed() {
+                Found::Access { access, .. } => Some(*access),
+                Found::NotFound => None,
+            },
+        )
     }
 
     /// The status, attempt, deadline and token, read in one step for a

@@ -12,7 +12,8 @@
 //! - `indexes`: a customer's pending index and the expiring index;
 //! - `relay`: the outbox, relayed from each step to the customer's feed and
 //!   the webhook queues at least once, inline or by any gateway's sweep;
-//! - `webhooks`: webhook endpoints and their queues;
+//! - `webhooks`: webhook endpoints and their queues; `sessions`: customer
+//!   sessions, known by their digests;
 //! - `sweep`: expiring what is due; `trail`: the audit trail read back;
 //! - `feed`: the customer's live feed read back; `keys`: every key name;
 //!   `hash`: an access hash read back into the domain types.
@@ -25,6 +26,7 @@ pub mod keys;
 mod lifecycle;
 mod relay;
 mod script;
+mod sessions;
 mod steps;
 mod sweep;
 mod trail;
@@ -41,6 +43,7 @@ use crate::model::{Access, AccessId, Token, Transition, UnixMillis};
 use crate::redis_target::{Link, Target};
 pub use keys::{Keys, Prefix};
 pub use script::{CLASSIC, FeedEntry, FeedEvent, FeedRead, SHARDED, Scripts};
+pub use sessions::Session;
 use steps::{AccessStep, Parsed};
 
 /// How many waiting accesses one list call returns at most. A person has a

@@ -51,6 +51,10 @@ pub struct Scripts {
     pub webhook_enqueue: Function,
     pub webhook_claim: Function,
     pub webhook_complete: Function,
+    pub session_open: Function,
+    pub session_index: Function,
+    pub session_end: Function,
+    pub trail: Function,
 }
 
 /// The scripts for a single Redis: `PUBLISH`.
@@ -70,7 +74,7 @@ impl Scripts {
         let mut library = Builder::new(publish, &prelude);
         // Scripts that only read carry `no-writes`.
         let mut add = |script: &'static str, body: &str| {
-            let read_only = matches!(script, "due" | "feed_since");
+            let read_only = matches!(script, "due" | "feed_since" | "trail");
             library.function(script, if read_only { &["no-writes"] } else { &[] }, body)
         };
         let scripts = Scripts {
@@ -93,6 +97,10 @@ impl Scripts {
             webhook_enqueue: add("webhook_enqueue", lua!("webhook_enqueue")),
             webhook_claim: add("webhook_claim", lua!("webhook_claim")),
             webhook_complete: add("webhook_complete", lua!("webhook_complete")),
+            session_open: add("session_open", lua!("session_open")),
+            session_index: add("session_index", lua!("session_index")),
+            session_end: add("session_end", lua!("session_end")),
+            trail: add("trail", lua!("trail")),
         };
         library.finish();
         scripts

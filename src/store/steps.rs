@@ -18,9 +18,15 @@ use super::hash::Fields;
 use super::script::Scripts;
 use super::{StoreError, millis};
 use crate::model::{
-    Access, AccessId, Actor, ImageUri, Instructions, Move, Moved, NewChallenge, Outcome, Reason,
-    Status, Token, UnixMillis, Validation,
+    Access, AccessId, Actor, CustomerId, ImageUri, Instructions, Move, Moved, NewChallenge,
+    Outcome, Reason, Status, Token, UnixMillis, Validation,
 };
+
+/// The argument that limits a step to one customer's accesses: a session's
+/// customer, or '' for no limit.
+fn scope(customer: Option<&CustomerId>) -> &str {
+    customer.map_or("", CustomerId::as_str)
+}
 
 /// A script that moves one access.
 pub(super) trait AccessStep {
@@ -360,6 +366,8 @@ pub(super) struct SubmitToken<'a> {
     /// second call within one request).
     pub limit: Option<u64>,
     pub window: Duration,
+    /// The customer a session limits the caller to.
+    pub scope: Option<&'a CustomerId>,
 }
 
 pub(super) enum Submitted {
@@ -389,7 +397,8 @@ impl AccessStep for SubmitToken<'_> {
             .arg(optional(self.attempt.map(u64::from)))
             .arg(optional(self.checked.map(|at| at.0)))
             .arg(optional(self.limit))
-            .arg(millis(self.window));
+            .arg(millis(self.window))
+            .arg(scope(self.scope));
     }
 
     fn outcome(reply: Reply) -> Result<Submitted, String> {
@@ -435,11 +444,13 @@ impl AccessStep for Verdict<'_> {
 }
 
 /// `cancel.lua`: a challenge that is not final yet ends.
-pub(super) struct Cancel {
+pub(super) struct Cancel<'a> {
     pub by: Actor,
+    /// The customer a session limits the caller to.
+    pub scope: Option<&'a CustomerId>,
 }
 
-impl AccessStep for Cancel {
+impl AccessStep for Cancel<'_> {
     type Outcome = Settled;
     const NAME: &'static str = "cancel";
     const MARKS: bool = true;
@@ -449,7 +460,7 @@ impl AccessStep for Cancel {
     }
 
     fn args(&self, invocation: &mut Call<'_>) {
-        invocation.arg(self.by.as_str());
+        invocation.arg(self.by.as_str()).arg(scope(self.scope));
     }
 
     fn outcome(reply: Reply) -> Result<Settled, String> {
@@ -519,11 +530,12 @@ impl AccessStep for Expire {
 }
 
 /// `read.lua`: an access as it is, expired first if its deadline passed.
-pub(super) enum Read {
+pub(super) enum Read<'a> {
     /// With the token, for the scraper's own read.
     WithToken,
-    /// With the image, for `GET`.
-    WithImage,
+    /// With the image, for `GET`, by a caller a session may limit to one
+    /// customer.
+    WithImage(Option<&'a CustomerId>),
     /// The hash alone, for the relay sweep, which wants the outbox.
     Plain,
 }
@@ -537,7 +549,7 @@ pub(super) enum Found {
     NotFound,
 }
 
-impl AccessStep for Read {
+impl AccessStep for Read<'_> {
     type Outcome = Found;
     const NAME: &'static str = "read";
     const MARKS: bool = false;
@@ -551,11 +563,12 @@ impl AccessStep for Read {
     }
 
     fn args(&self, invocation: &mut Call<'_>) {
-        invocation.arg(match self {
-            Read::WithToken => "token",
-            Read::WithImage => "image",
-            Read::Plain => "",
-        });
+        let (field, limit) = match self {
+            Read::WithToken => ("token", None),
+            Read::WithImage(limit) => ("image", *limit),
+            Read::Plain => ("", None),
+        };
+        invocation.arg(field).arg(scope(limit));
     }
 
     fn outcome(mut reply: Reply) -> Result<Found, String> {

@@ -5,25 +5,24 @@
 use redis::streams::{StreamId, StreamRangeReply};
 
 use super::{Store, StoreError};
-use crate::model::{AccessId, Actor, TrailEntry, UnixMillis};
+use crate::model::{AccessId, Actor, CustomerId, TrailEntry, UnixMillis};
 
 impl Store {
     /// The access's audit trail, oldest first; `None` when the access has
-    /// neither a challenge nor a trail.
-    pub async fn trail(&self, access: &AccessId) -> Result<Option<Vec<TrailEntry>>, StoreError> {
+    /// neither a challenge nor a trail, or, with a `scope`, when its
+    /// challenge is not that customer's.
+    pub async fn trail(
+        &self,
+        access: &AccessId,
+        scope: Option<&CustomerId>,
+    ) -> Result<Option<Vec<TrailEntry>>, StoreError> {
         let names = self.keys().access(access);
-        let mut conn = self.link.get();
-        let (exists, trail): (bool, StreamRangeReply) = self
-            .bounded(
-                redis::pipe()
-                    .exists(&names.hash)
-                    .xrange_all(&names.events)
-                    .query_async(&mut conn),
-            )
-            .await?;
-        if !exists && trail.ids.is_empty() {
+        let mut read = self.scripts.trail.key(&names.hash);
+        read.key(&names.events)
+            .arg(scope.map_or("", CustomerId::as_str));
+        let Some(trail): Option<StreamRangeReply> = self.run(&read).await? else {
             return Ok(None);
-        }
+        };
         let entries = trail.ids.iter().map(|entry| trail_entry(access, entry));
         entries.collect::<Result<Vec<_>, _>>().map(Some)
     }

@@ -68,6 +68,32 @@ async fn the_story_through_the_command_line() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn session_prints_a_session_and_the_demo_page_signed_in_with_it() {
+    let app = TestApp::spawn().await;
+    let url = app.base.as_str();
+    let minted = json(&cli(url, &["session", "c1", "--ttl", "60"]).await);
+    let session = minted["session"].as_str().expect("a session");
+    assert!(session.starts_with("tfs_"), "{minted}");
+    assert_eq!(minted["customer"], "c1");
+    assert_eq!(minted["demoUrl"], format!("{url}/#session={session}"));
+    let listed = app
+        .as_session(
+            session,
+            reqwest::Method::GET,
+            "/v1/customers/c1/challenges",
+            None,
+        )
+        .await;
+    assert_eq!(listed.status, reqwest::StatusCode::OK, "{listed:?}");
+    let refused = cli(url, &["session", "c1", "--ttl", "3601"]).await;
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("ttl"),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn wait_says_how_it_ended_in_its_exit_status() {
     let app = TestApp::spawn().await;
     let url = app.base.as_str();
@@ -115,6 +141,7 @@ fn every_subcommand_explains_itself_with_an_example() {
         "report",
         "list",
         "cancel",
+        "session",
         "inspect",
         "openapi",
     ] {

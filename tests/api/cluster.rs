@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::Command;
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use tokio::time::Instant;
 
 use tokio::task::JoinHandle;
@@ -381,5 +381,57 @@ async fn the_webhook_story_runs_on_a_three_primary_cluster() {
             ["need", "question_sent", "token_received", "ok"],
             "{access}"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_customer_sessions_story_runs_on_a_three_primary_cluster() {
+    let cluster = Cluster::start(3, 0).await;
+    let app = gateway_on(&cluster).await;
+    // Accesses of c1 on every shard, one of c2, and two sessions of c1.
+    let mine: Vec<String> = (1..=6).map(|i| format!("mine-{i}")).collect();
+    let mut shards = BTreeSet::new();
+    for access in &mine {
+        shards.insert(cluster.owner_of(access).await);
+        app.challenge(access, "c1", "q").await;
+    }
+    assert_eq!(shards.len(), 3, "the accesses span all three shards");
+    app.challenge("theirs", "c2", "q").await;
+    let sessions = [app.mint("c1", None).await, app.mint("c1", None).await];
+    let session = &sessions[0];
+    let mut feed = app.open_feed_with_session("c1", session).await;
+    assert_eq!(feed.status, StatusCode::OK);
+
+    for access in &mine {
+        let answered = app
+            .as_session(
+                session,
+                Method::POST,
+                "/v1/tokens",
+                Some(serde_json::json!({"access": access, "token": "123456"})),
+            )
+            .await;
+        assert_eq!(answered.body["status"], "token_received", "{answered:?}");
+    }
+    app.as_session(
+        session,
+        Method::POST,
+        "/v1/tokens",
+        Some(serde_json::json!({"access": "theirs", "token": "123456"})),
+    )
+    .await
+    .assert_error(StatusCode::NOT_FOUND, "not_found");
+    app.as_session(session, Method::GET, "/v1/customers/c2/challenges", None)
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+
+    // Revoking them all reaches every slot, and the feed hears it on its
+    // session's shard.
+    app.end_sessions("c1").await;
+    feed.until_closed().await;
+    for session in &sessions {
+        app.as_session(session, Method::GET, "/v1/customers/c1/challenges", None)
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
     }
 }

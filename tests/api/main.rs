@@ -31,6 +31,7 @@ mod resilience;
 mod rolling_restart;
 mod secrets;
 mod security;
+mod sessions;
 mod shutdown;
 mod startup;
 mod story;

@@ -145,8 +145,9 @@ async fn every_route_the_router_answers_is_documented_and_no_more() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_documented_security_is_what_the_gateway_enforces() {
-    let app = keyed_app(None).await;
+    let mut app = keyed_app(None).await;
     let (_, doc) = served_document(&app).await;
+    app.authorize(FRONTEND);
     let keys = [
         ("scraper", SCRAPER),
         ("frontend", FRONTEND),
@@ -167,12 +168,23 @@ async fn the_documented_security_is_what_the_gateway_enforces() {
                 continue;
             };
             keyed += 1;
-            let roles: Vec<&str> = security[0]["apiKey"]
-                .as_array()
-                .expect("the roles")
-                .iter()
+            let requirements = security.as_array().expect("security requirements");
+            let named = |scheme: &str| requirements.iter().find_map(|r| r.get(scheme));
+            let roles: Vec<&str> = named("apiKey")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
                 .map(|r| r.as_str().expect("a role"))
                 .collect();
+            // A session for c1, the customer in every concrete path; a new
+            // one each time, as some routes end sessions.
+            let session = app.mint("c1", None).await;
+            let (status, code) = probe(&app, Some(&session), method.clone(), &path).await;
+            assert_eq!(
+                status == StatusCode::FORBIDDEN,
+                named("session").is_none(),
+                "a session on {name} {template}: {status} {code}"
+            );
             let (status, _) = probe(&app, None, method.clone(), &path).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{name} {template}");
             for (role, key) in keys {

@@ -224,3 +224,12 @@ local function current_status(now)
   end
   return status, false
 end
+
+-- Whether a caller limited to `customer` (a customer session) may see this
+-- access; '' is a caller with no such limit. Checked in the step that
+-- acts, so an access re-posted for another customer after the caller looked
+-- is never touched, and before anything else, so an access the caller may
+-- not see changes in no way (not even by expiring).
+local function in_scope(customer)
+  return customer == '' or field('customer') == customer
+end

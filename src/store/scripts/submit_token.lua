@@ -10,6 +10,7 @@
 -- ARGV[5]: submissions allowed per window, or '' not to count this call (a
 --          second call within one request)
 -- ARGV[6]: the window (ms)
+-- ARGV[7]: the customer a session limits the caller to, or ''
 -- Every submission to an existing access counts, whatever becomes of it, so
 -- a compromised front end cannot try codes at speed. The count is a fixed
 -- window that starts with the first submission: a SET NX with the window's
@@ -18,7 +19,7 @@
 -- a validation, or no token at all) the gateway has not checked; and
 -- 'rule_changed' when a new challenge was posted since that check. Both
 -- carry the hash, whose rule the gateway checks before it calls again.
-if not field('status') then
+if not field('status') or not in_scope(ARGV[7]) then
   return bare('not_found')
 end
 local now = now_ms()

@@ -18,13 +18,22 @@ impl TestApp {
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id);
         }
-        let response = request.send().await.expect("feed opened");
-        FeedClient {
-            status: response.status(),
-            response,
-            buffer: String::new(),
-            heartbeats: 0,
-        }
+        FeedClient::new(request.send().await.expect("feed opened"))
+    }
+
+    /// Opens a customer's live feed as a browser's `EventSource` would with
+    /// a session: in the query, and with no Authorization header.
+    pub async fn open_feed_with_session(&self, customer: &str, session: &str) -> FeedClient {
+        let response = reqwest::Client::new()
+            .get(format!(
+                "{}/v1/customers/{customer}/events?session={session}",
+                self.base
+            ))
+            .timeout(Duration::from_secs(600))
+            .send()
+            .await
+            .expect("feed opened");
+        FeedClient::new(response)
     }
 
     /// Opens a feed, posts a challenge, and reads both its events: the
@@ -58,6 +67,25 @@ pub struct FeedClient {
 }
 
 impl FeedClient {
+    fn new(response: reqwest::Response) -> FeedClient {
+        FeedClient {
+            status: response.status(),
+            response,
+            buffer: String::new(),
+            heartbeats: 0,
+        }
+    }
+
+    /// Reads until the gateway closes the feed, and returns the events it
+    /// sent on the way (a closing feed's last one carries a retry hint).
+    pub async fn until_closed(&mut self) -> Vec<SseEvent> {
+        let mut events = Vec::new();
+        while let Some(event) = self.next_event().await {
+            events.push(event);
+        }
+        events
+    }
+
     /// The next event with data or a retry hint, skipping heartbeats;
     /// `None` once the gateway closed the feed.
     pub async fn next_event(&mut self) -> Option<SseEvent> {

@@ -171,3 +171,42 @@ async fn into_reply(response: reqwest::Response) -> Reply {
         body,
     }
 }
+
+/// A customer session's side: TesBack mints it, the browser presents it.
+impl TestApp {
+    /// Mints a session for `customer` with the helpers' own credential.
+    pub async fn mint(&self, customer: &str, body: Option<Value>) -> String {
+        let minted = self
+            .send(
+                Method::POST,
+                &format!("/v1/customers/{customer}/sessions"),
+                body,
+            )
+            .await;
+        assert_eq!(minted.status, StatusCode::CREATED, "{minted:?}");
+        minted.body["session"]
+            .as_str()
+            .expect("a session string")
+            .to_owned()
+    }
+
+    /// A request presenting `session` as a bearer token.
+    pub async fn as_session(
+        &self,
+        session: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        self.send_as(Some(&format!("Bearer {session}")), method, path, body)
+            .await
+    }
+
+    /// Ends every session of `customer`, as TesBack does, with the helpers'
+    /// own credential.
+    pub async fn end_sessions(&self, customer: &str) {
+        let path = format!("/v1/customers/{customer}/sessions");
+        let ended = self.send(Method::DELETE, &path, None).await;
+        assert_eq!(ended.status, StatusCode::NO_CONTENT, "{ended:?}");
+    }
+}
