@@ -47,6 +47,10 @@ impl Caller {
     }
 }
 
+/// What a session-only route says to a caller without a session.
+pub const SEND_SESSION: &str =
+    "this route is for a customer session: send Authorization: Bearer tfs_…";
+
 pub async fn require(
     State((keys, gate)): State<(Arc<ApiKeys>, Gate)>,
     axum::Extension(store): axum::Extension<Store>,
@@ -68,9 +72,7 @@ pub async fn require(
         }
         None if keys.is_enabled() => Caller::Key(key_role(&keys, presented, gate.keys)?),
         None if gate.keys == Allowed::SessionOnly => {
-            return Err(AppError::Unauthorized(
-                "send the session to end as Authorization: Bearer tfs_…".to_owned(),
-            ));
+            return Err(AppError::Unauthorized(SEND_SESSION.to_owned()));
         }
         None => Caller::Open,
     };

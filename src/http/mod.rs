@@ -92,7 +92,7 @@ fn routes(keys: &Arc<ApiKeys>) -> OpenApiRouter<AppState> {
         .routes(routes!(tokens::submit));
     let feed = OpenApiRouter::new().routes(routes!(feeds::events));
     let minting = OpenApiRouter::new().routes(routes!(sessions::create, sessions::end_all));
-    let current = OpenApiRouter::new().routes(routes!(sessions::end_current));
+    let current = OpenApiRouter::new().routes(routes!(sessions::current, sessions::end_current));
     let anyone = OpenApiRouter::new()
         .routes(routes!(challenges::cancel))
         .routes(routes!(accesses::get))

@@ -6,11 +6,13 @@ use axum::http::{StatusCode, header};
 use axum::{Extension, Json};
 
 use super::AppState;
-use super::auth::Caller;
+use std::sync::Arc;
+
+use super::auth::{Caller, SEND_SESSION, SessionHolder};
 use super::error::AppError;
 use super::extract::{OptionalJson, PathId};
 use super::openapi::CustomerPath;
-use crate::model::{CreatedSession, CustomerId, SessionRequest};
+use crate::model::{CreatedSession, CurrentSession, CustomerId, SessionRequest};
 
 /// Mints a session for one customer. Its string is shown here only: Redis
 /// keeps its SHA-256 digest.
@@ -74,6 +76,25 @@ pub async fn end_all(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Who the session that calls it is for, and until when: what a page that
+/// was handed only the session needs to know.
+#[utoipa::path(
+    get,
+    path = "/v1/sessions/current",
+    operation_id = "getSession",
+    tag = "frontend",
+    responses((status = 200, description = "The session's customer and end", body = CurrentSession)),
+)]
+pub async fn current(
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<CurrentSession>, AppError> {
+    let holder = held_session(caller)?;
+    Ok(Json(CurrentSession {
+        customer: holder.session.customer.clone(),
+        expires_at: holder.session.expires_at,
+    }))
+}
+
 /// Ends the session that calls it, such as when the customer signs out; its
 /// live feeds end within 5 s.
 #[utoipa::path(
@@ -87,11 +108,15 @@ pub async fn end_current(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> Result<StatusCode, AppError> {
-    let Caller::Session(holder) = caller else {
-        return Err(AppError::Unauthorized(
-            "send the session to end as Authorization: Bearer tfs_…".to_owned(),
-        ));
-    };
+    let holder = held_session(caller)?;
     state.store.end_session(&holder.digest).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The session a session-only route was called with, as its gate ensures.
+fn held_session(caller: Caller) -> Result<Arc<SessionHolder>, AppError> {
+    match caller {
+        Caller::Session(holder) => Ok(holder),
+        Caller::Open | Caller::Key(_) => Err(AppError::Unauthorized(SEND_SESSION.to_owned())),
+    }
 }

@@ -25,7 +25,8 @@ pub use challenge::{
     AnswerRule, ChallengeParts, Choice, Choices, ImageUri, Kind, NewChallenge, Validation,
 };
 pub use session::{
-    CreatedSession, SESSION_PREFIX, SessionDigest, SessionRequest, SessionString, SessionTtl,
+    CreatedSession, CurrentSession, SESSION_PREFIX, SessionDigest, SessionRequest, SessionString,
+    SessionTtl,
 };
 pub(crate) use text::is_key_char;
 pub use text::{

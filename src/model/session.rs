@@ -172,6 +172,15 @@ impl fmt::Debug for CreatedSession {
     }
 }
 
+/// `GET /v1/sessions/current`: who a session is for, and until when; never
+/// the session itself.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CurrentSession {
+    pub customer: CustomerId,
+    pub expires_at: UnixMillis,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -73,15 +73,16 @@ impl Browser {
         }
     }
 
-    /// Opens the page and follows `customer`, with no key.
+    /// Opens the page and follows `customer` on a gateway without keys,
+    /// where the page starts its own session.
     async fn follow(&self, app: &TestApp, customer: &str) {
         self.sign_in(app, customer, "").await;
         self.until_text("#connection", "Live").await;
     }
 
-    /// Opens the page and types a customer and a key, with the keyboard
+    /// Opens the page and types a customer and a session, with the keyboard
     /// alone: Enter sends the form.
-    async fn sign_in(&self, app: &TestApp, customer: &str, key: &str) {
+    async fn sign_in(&self, app: &TestApp, customer: &str, session: &str) {
         self.client
             .goto(&format!("{}/", app.base))
             .await
@@ -90,9 +91,28 @@ impl Browser {
             .find(Locator::Id("customer"))
             .await
             .expect("the customer field")
-            .send_keys(&format!("{customer}{TAB}{key}{ENTER}"))
+            .send_keys(&format!("{customer}{TAB}{session}{ENTER}"))
             .await
             .expect("typed");
+    }
+
+    /// Opens the link TesBack would send the customer to.
+    async fn open_link(&self, app: &TestApp, session: &str) {
+        self.client
+            .goto(&format!("{}/#session={session}", app.base))
+            .await
+            .expect("the page opens");
+    }
+
+    /// The page's whole text.
+    async fn page_text(&self) -> String {
+        self.client
+            .find(Locator::Css("body"))
+            .await
+            .expect("a body")
+            .text()
+            .await
+            .expect("its text")
     }
 
     async fn click(&self, css: &str) {
@@ -380,24 +400,84 @@ async fn the_page_reconnects_its_feed_after_the_gateway_restarts() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn with_keys_the_page_uses_the_frontend_key_it_is_given_and_says_when_it_is_wrong() {
-    let mut app = keyed_app(None).await;
+async fn with_keys_the_page_follows_the_session_in_its_link_and_never_sees_another_customer() {
+    let mut app = keyed_app(Some(FRONTEND)).await;
+    let session = app.mint("c1", None).await;
     let browser = Browser::start().await;
-    browser.sign_in(&app, "c1", "not-the-key").await;
+
+    // Without a session, a keyed gateway lets the page start none.
+    browser.sign_in(&app, "c1", "").await;
     browser
-        .until_text("#connection", "this API key is not known")
+        .until_text("#sign-in-error", "needs a session from TesBack")
         .await;
 
-    browser.click("#leave").await;
-    browser.sign_in(&app, "c1", FRONTEND).await;
+    // TesBack's link: the page follows c1, and the session leaves the
+    // address bar.
+    browser.open_link(&app, &session).await;
     browser.until_text("#connection", "Live").await;
+    browser.until_text("#board-title", "c1").await;
+    let address = browser.client.current_url().await.expect("a URL");
+    assert!(!address.as_str().contains("tfs_"), "{address}");
+
     app.authorize(SCRAPER);
-    assert_eq!(
-        app.challenge("kb1", "c1", "q").await.status,
-        StatusCode::CREATED
-    );
+    for (access, customer, question) in [
+        ("theirs", "c2", "c2's own question"),
+        ("kb1", "c1", "c1's question"),
+    ] {
+        assert_eq!(
+            app.challenge(access, customer, question).await.status,
+            StatusCode::CREATED
+        );
+    }
+    browser.until_text(&card("kb1"), "c1's question").await;
+    // A reload keeps the session (sessionStorage) and shows what waits.
+    browser.client.refresh().await.expect("reloaded");
+    browser.until_text(&card("kb1"), "c1's question").await;
     // Keyboard only: the code field, then Enter.
     assert_eq!(browser.answer(&app, "kb1", "111222").await, "111222");
+    assert!(!browser.page_text().await.contains("c2's own question"));
+    assert_eq!(
+        app.hash("theirs").await["status"],
+        "need",
+        "c2's was never shown"
+    );
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_or_expired_session_says_so_and_asks_for_a_new_one() {
+    let app = keyed_app(Some(FRONTEND)).await;
+    let browser = Browser::start().await;
+    let session = app.mint("c1", None).await;
+    browser.open_link(&app, &session).await;
+    browser.until_text("#connection", "Live").await;
+
+    // TesBack revokes the customer's sessions: the feed ends, and the page
+    // says why and asks for a new session.
+    app.end_sessions("c1").await;
+    browser
+        .until_text("#sign-in-error", "Your session has ended")
+        .await;
+    let asks = browser
+        .client
+        .find(Locator::Id("session"))
+        .await
+        .expect("the session field");
+    assert!(asks.is_displayed().await.expect("visible"));
+
+    // A session that expires while the page is open: the same.
+    let short = app.mint("c1", Some(serde_json::json!({"ttl": 2}))).await;
+    browser.open_link(&app, &short).await;
+    browser.until_text("#connection", "Live").await;
+    browser
+        .until_text("#sign-in-error", "Your session has ended")
+        .await;
+
+    // One that ended before it was opened, pasted into the page.
+    browser.sign_in(&app, "", &session).await;
+    browser
+        .until_text("#sign-in-error", "not known, or has ended")
+        .await;
     browser.close().await;
 }
 

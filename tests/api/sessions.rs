@@ -241,8 +241,12 @@ async fn without_keys_a_session_still_limits_its_holder() {
     let app = TestApp::spawn().await;
     let session = two_customers(&app).await;
     a_session_is_limited_to_its_customer(&app, &session).await;
-    // While a request with no credential at all may do anything.
+    // While a request with no credential at all may do anything, but has
+    // no session to read or end.
     assert_eq!(app.access("theirs").await.status, StatusCode::OK);
+    app.send(Method::GET, "/v1/sessions/current", None)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
 }
 
 /// The check is in the step that stores the token: an access re-posted for
@@ -348,6 +352,14 @@ async fn ending_a_customers_sessions_ends_all_of_theirs_and_no_one_elses() {
     let mut feed = app.open_feed_with_session("c1", &first).await;
     assert_eq!(feed.status, StatusCode::OK);
 
+    // A session says who it is for, never what it is.
+    let current = app
+        .as_session(&first, Method::GET, "/v1/sessions/current", None)
+        .await;
+    assert_eq!(current.status, StatusCode::OK, "{current:?}");
+    assert_eq!(current.body["customer"], "c1");
+    assert!(current.body["expiresAt"].is_string());
+    assert!(!current.body.to_string().contains(&first["tfs_".len()..]));
     // A session may not end its customer's others.
     app.as_session(&first, Method::DELETE, "/v1/customers/c1/sessions", None)
         .await
@@ -418,15 +430,17 @@ async fn an_unknown_or_malformed_session_is_refused_before_anything_is_read() {
             .is_some_and(|message| message.contains("API key")),
         "{queried:?}"
     );
-    // A key, not a session, may not end "the current session".
-    app.send_as(
-        Some(&format!("Bearer {}", keys::FRONTEND)),
-        Method::DELETE,
-        "/v1/sessions/current",
-        None,
-    )
-    .await
-    .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    // A key is not a session: "the current session" is not its to read or end.
+    for method in [Method::GET, Method::DELETE] {
+        app.send_as(
+            Some(&format!("Bearer {}", keys::FRONTEND)),
+            method,
+            "/v1/sessions/current",
+            None,
+        )
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    }
 }
 
 /// Scans every key and value in Redis for `needle`.

@@ -1,6 +1,10 @@
 // The demo front end: one customer's waiting challenges, live from the
-// gateway's feed (Server-Sent Events read with fetch, so that the API key
-// can go in a header). Every text from the server goes in with textContent.
+// gateway's feed (Server-Sent Events read with fetch, so that the customer
+// session goes in a header, and the feed resumes with Last-Event-ID). The
+// page holds a customer session, never an API key: from its URL's fragment
+// (#session=tfs_…, where TesBack would send the customer), pasted, or, on a
+// development gateway without keys, started by the page itself. Every text
+// from the server goes in with textContent.
 
 const $ = (id) => document.getElementById(id);
 const WAITING = new Set(["need", "question_sent"]);
@@ -15,23 +19,31 @@ const SAID = {
 };
 const TONE = { ok: "ok", rejected: "bad", expired: "bad", cancelled: "bad", token_received: "wait" };
 
-/** The customer followed now: { customer, key, lastId, controller, cards }. */
+/** The customer followed now: { customer, credential, lastId, controller, cards }. */
 let session = null;
 
+const bearer = (credential) => (credential ? { Authorization: `Bearer ${credential}` } : {});
+
 function headers(extra = {}) {
-  const all = { ...extra };
-  if (session.key) all.Authorization = `Bearer ${session.key}`;
-  return all;
+  return { ...extra, ...bearer(session?.credential) };
 }
 
-async function api(method, path, body) {
-  const init = { method, headers: headers(body === undefined ? {} : { "Content-Type": "application/json" }) };
+async function request(method, path, body, auth) {
+  const init = { method, headers: { ...auth, ...(body === undefined ? {} : { "Content-Type": "application/json" }) } };
   if (body !== undefined) init.body = JSON.stringify(body);
   const response = await fetch(path, init);
   const text = await response.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = null; }
   return { status: response.status, data };
+}
+
+/** A call with the session; a 401 means it has ended, and the page says so. */
+async function api(method, path, body) {
+  const current = session;
+  const reply = await request(method, path, body, headers());
+  if (reply.status === 401 && session === current) ended();
+  return reply;
 }
 
 const message = (reply) => reply.data?.error?.message ?? `the gateway answered ${reply.status}`;
@@ -54,6 +66,10 @@ async function follow(current) {
         pause = (await read(current, response)) ?? pause;
       } else {
         const reply = { status: response.status, data: await response.json().catch(() => null) };
+        if (response.status === 401) {
+          ended();
+          return;
+        }
         if (response.status >= 400 && response.status < 500) {
           setConnection(`Cannot follow this customer: ${message(reply)}.`);
           return;
@@ -267,9 +283,10 @@ setInterval(() => {
   for (const node of document.querySelectorAll(".countdown")) node.textContent = countdown(node.dataset.expires);
 }, 1000);
 
-function start(customer, key) {
-  session = { customer, key, lastId: null, controller: null, cards: new Map() };
-  sessionStorage.setItem("twofa-demo", JSON.stringify({ customer, key }));
+function start(customer, credential) {
+  session = { customer, credential, lastId: null, controller: null, cards: new Map() };
+  sessionStorage.setItem("twofa-demo", JSON.stringify({ customer, credential }));
+  $("sign-in-error").textContent = "";
   $("challenges").replaceChildren();
   $("board-title").textContent = `Waiting for ${customer}`;
   $("connect").hidden = true;
@@ -278,13 +295,48 @@ function start(customer, key) {
   follow(session);
 }
 
-function leave() {
+/** Back to the form, saying why. */
+function backToForm(why) {
   session?.controller?.abort();
   session = null;
   sessionStorage.removeItem("twofa-demo");
   $("board").hidden = true;
   $("connect").hidden = false;
-  $("customer").focus();
+  $("sign-in-error").textContent = why;
+  $(why ? "session" : "customer").focus();
+}
+
+function ended() {
+  backToForm("Your session has ended (it expired, or was revoked). Ask TesBack for a new one, and open its link or paste it here.");
+}
+
+/** Signing out ends the session at the gateway too. */
+function leave() {
+  const credential = session?.credential;
+  backToForm("");
+  if (credential) request("DELETE", "/v1/sessions/current", undefined, bearer(credential)).catch(() => {});
+}
+
+/** Follows whoever `credential` is a session for. */
+async function resume(credential) {
+  const reply = await request("GET", "/v1/sessions/current", undefined, bearer(credential)).catch(() => null);
+  if (reply?.status === 200) start(reply.data.customer, credential);
+  else if (reply?.status === 401) backToForm("This session is not known, or has ended. Ask TesBack for a new one.");
+  else backToForm(`Cannot check this session: ${reply ? message(reply) : "the gateway cannot be reached"}.`);
+}
+
+/**
+ * No session given: a development gateway without keys lets the page start
+ * one for the customer typed; any other says it needs one from TesBack.
+ */
+async function mint(customer) {
+  const path = `/v1/customers/${encodeURIComponent(customer)}/sessions`;
+  const reply = await request("POST", path, undefined, {}).catch(() => null);
+  if (reply?.status === 201) start(reply.data.customer, reply.data.session);
+  else if (reply?.status === 401 || reply?.status === 403) {
+    backToForm("This gateway needs a session from TesBack: open the link TesBack gives you, or paste its session " +
+      "(`twofa-bridge session <customer>` prints one).");
+  } else backToForm(`Cannot start a session: ${reply ? message(reply) : "the gateway cannot be reached"}.`);
 }
 
 new MutationObserver(() => {
@@ -293,10 +345,30 @@ new MutationObserver(() => {
 
 $("connect").addEventListener("submit", (event) => {
   event.preventDefault();
+  const credential = $("session").value.trim();
   const customer = $("customer").value.trim();
-  if (customer) start(customer, $("api-key").value.trim());
+  $("session").value = "";
+  if (credential) resume(credential);
+  else if (customer) mint(customer);
+  else backToForm("Type your customer id, or paste a session from TesBack.");
 });
 $("leave").addEventListener("click", leave);
 
+/**
+ * A session in the fragment (never sent to a server) wins, on load or when
+ * a link changes only the fragment; it leaves the address bar and the
+ * history at once.
+ */
+function fromFragment() {
+  const given = new URLSearchParams(location.hash.slice(1)).get("session");
+  if (!given) return false;
+  history.replaceState(null, "", location.pathname + location.search);
+  session?.controller?.abort();
+  session = null;
+  resume(given);
+  return true;
+}
+
+window.addEventListener("hashchange", fromFragment);
 const saved = JSON.parse(sessionStorage.getItem("twofa-demo") ?? "null");
-if (saved?.customer) start(saved.customer, saved.key ?? "");
+if (!fromFragment() && saved?.customer && saved.credential) start(saved.customer, saved.credential);
