@@ -55,7 +55,8 @@ pub enum FeedEnd {
 /// The session a feed was opened with, which ends it when it ends.
 pub struct FeedSession {
     pub digest: SessionDigest,
-    pub expires_at: UnixMillis,
+    /// Its TTL when the request was let in, by Redis's clock.
+    pub left: std::time::Duration,
 }
 
 /// A feed's hold on its session: the channel that hears of its revocation,
@@ -67,15 +68,24 @@ struct Watched {
 }
 
 impl Watched {
+    /// Whether the session may have ended since it was last checked: a
+    /// feed with items to send looks before each one, so that a busy feed
+    /// ends as soon as an idle one.
+    fn may_have_ended(&self) -> bool {
+        self.ended.has_changed() || self.expires <= tokio::time::Instant::now()
+    }
+
+    /// Resolves when [`may_have_ended`](Self::may_have_ended) turns true,
+    /// leaving a message unseen for it.
     async fn ended_or_expired(&mut self) {
         tokio::select! {
-            () = self.ended.changed() => {}
+            () = self.ended.until_changed() => {}
             () = tokio::time::sleep_until(self.expires) => {}
         }
     }
 
-    /// Redis still holds the session: if this clock is ahead of Redis's,
-    /// look again a moment later rather than at once.
+    /// Redis still holds the session: its TTL ran out by this timer but not
+    /// yet in Redis, so look again a moment later rather than at once.
     fn not_yet(&mut self) {
         let now = tokio::time::Instant::now();
         if self.expires <= now {
@@ -170,6 +180,15 @@ impl Feed {
     /// The next item, waiting for one if need be; or why the feed ends.
     pub async fn next(&mut self) -> Result<Result<FeedItem, FeedEnd>, StoreError> {
         loop {
+            if let Some(watched) = &mut self.session
+                && watched.may_have_ended()
+            {
+                watched.ended.mark_seen();
+                if self.store.session(&watched.digest).await?.is_none() {
+                    return Ok(Err(FeedEnd::SessionEnded));
+                }
+                watched.not_yet();
+            }
             if let Some(item) = self.queue.pop_front() {
                 return Ok(Ok(item));
             }
@@ -184,17 +203,9 @@ impl Feed {
             };
             tokio::select! {
                 () = self.subscription.changed() => {}
-                () = session => {
-                    // A message, a resubscription (one may have been
-                    // missed) or its end by this clock: Redis, which runs
-                    // its TTL, says whether it ended.
-                    if let Some(watched) = &mut self.session {
-                        if self.store.session(&watched.digest).await?.is_none() {
-                            return Ok(Err(FeedEnd::SessionEnded));
-                        }
-                        watched.not_yet();
-                    }
-                }
+                // A message, a resubscription (one may have been missed) or
+                // its TTL run out: the check at the loop's top asks Redis.
+                () = session => {}
                 () = self.shutdown.cancelled() => return Ok(Err(FeedEnd::Shutdown)),
             }
         }
@@ -296,10 +307,9 @@ async fn watch_session(
     if store.session(&session.digest).await?.is_none() {
         return Err(FollowError::SessionEnded);
     }
-    let left = session.expires_at.0.saturating_sub(UnixMillis::now().0);
     Ok(Watched {
         digest: session.digest,
         ended,
-        expires: tokio::time::Instant::now() + std::time::Duration::from_millis(left),
+        expires: tokio::time::Instant::now() + session.left,
     })
 }

@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::RawPathParamsRejection;
 use axum::extract::{RawPathParams, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
@@ -54,7 +55,7 @@ pub const SEND_SESSION: &str =
 pub async fn require(
     State((keys, gate)): State<(Arc<ApiKeys>, Gate)>,
     axum::Extension(store): axum::Extension<Store>,
-    path: RawPathParams,
+    path: Result<RawPathParams, RawPathParamsRejection>,
     mut request: Request,
     next: Next,
 ) -> Result<Response, AppError> {
@@ -67,7 +68,7 @@ pub async fn require(
     let caller = match session {
         Some(session) => {
             let holder = live_session(&store, &session).await?;
-            admit_session(&holder, gate, &path)?;
+            admit_session(&holder, gate, &path?)?;
             Caller::Session(Arc::new(holder))
         }
         None if keys.is_enabled() => Caller::Key(key_role(&keys, presented, gate.keys)?),
@@ -134,11 +135,12 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then_some(key)
 }
 
-/// `?session=tfs_…`. The request's span records the path alone, so the
-/// query, and this session with it, reaches no log line.
+/// `?session=tfs_…`; a value that is not a session's is no session. The
+/// request's span records the path alone, so the query, and this session
+/// with it, reaches no log line.
 fn query_session(request: &Request) -> Option<String> {
     let query = request.uri().query()?;
     url::form_urlencoded::parse(query.as_bytes())
-        .find(|(name, _)| name == "session")
+        .find(|(name, value)| name == "session" && value.starts_with(SESSION_PREFIX))
         .map(|(_, value)| value.into_owned())
 }

@@ -4,7 +4,9 @@
 //! Internal errors are logged once here and never shown to the client.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{
+    JsonRejection, PathRejection, QueryRejection, RawPathParamsRejection,
+};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -198,6 +200,12 @@ impl From<Invalid> for AppError {
 
 impl From<PathRejection> for AppError {
     fn from(rejection: PathRejection) -> Self {
+        AppError::BadRequest(rejection.body_text())
+    }
+}
+
+impl From<RawPathParamsRejection> for AppError {
+    fn from(rejection: RawPathParamsRejection) -> Self {
         AppError::BadRequest(rejection.body_text())
     }
 }

@@ -52,7 +52,7 @@ pub async fn events(
     let session = match caller {
         Caller::Session(holder) => Some(FeedSession {
             digest: holder.digest.clone(),
-            expires_at: holder.session.expires_at,
+            left: holder.session.left,
         }),
         Caller::Open | Caller::Key(_) => None,
     };

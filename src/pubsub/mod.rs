@@ -258,6 +258,29 @@ impl Subscription {
     }
 }
 
+impl Subscription {
+    /// Whether something may have changed since the last look, without
+    /// taking it as seen.
+    pub fn has_changed(&self) -> bool {
+        self.receiver.has_changed().unwrap_or(false)
+    }
+
+    /// Takes what changed as seen.
+    pub fn mark_seen(&mut self) {
+        self.receiver.borrow_and_update();
+    }
+
+    /// Resolves once [`has_changed`](Self::has_changed) is true, taking
+    /// nothing as seen.
+    pub async fn until_changed(&mut self) {
+        // `wait_for` marks the value seen; a clone's does not touch this one.
+        let mut look = self.receiver.clone();
+        if look.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 impl Drop for Subscription {
     fn drop(&mut self) {
         let mut registry = self.shared.registry();

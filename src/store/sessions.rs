@@ -8,7 +8,9 @@
 //! A gateway that dies between them leaves a session that nobody holds (its
 //! string was never answered), which its TTL ends.
 
-use futures_util::future::try_join_all;
+use std::time::Duration;
+
+use futures_util::{StreamExt, TryStreamExt, stream};
 
 use super::{Store, StoreError, millis};
 use crate::model::{CustomerId, SessionDigest, SessionString, SessionTtl, UnixMillis};
@@ -18,7 +20,13 @@ use crate::model::{CustomerId, SessionDigest, SessionString, SessionTtl, UnixMil
 pub struct Session {
     pub customer: CustomerId,
     pub expires_at: UnixMillis,
+    /// Its TTL when it was read: how long it has left by Redis's clock,
+    /// whatever the gateway's says.
+    pub left: Duration,
 }
+
+/// How many sessions one revocation ends at once.
+const ENDING_AT_ONCE: usize = 16;
 
 impl Store {
     /// Mints a session for `customer`, and returns it with its end.
@@ -48,12 +56,15 @@ impl Store {
     pub async fn session(&self, digest: &SessionDigest) -> Result<Option<Session>, StoreError> {
         let hash = self.keys().session(digest).hash;
         let mut conn = self.link.get();
-        let (customer, expires_at): (Option<String>, Option<String>) = self
+        let ((customer, expires_at), left_ms): ((Option<String>, Option<String>), i64) = self
             .bounded(
-                redis::cmd("HMGET")
+                redis::pipe()
+                    .cmd("HMGET")
                     .arg(&hash)
                     .arg("customer")
                     .arg("expires_at")
+                    .cmd("PTTL")
+                    .arg(&hash)
                     .query_async(&mut conn),
             )
             .await?;
@@ -69,6 +80,8 @@ impl Store {
                     .parse()
                     .map_err(|_| malformed("field `expires_at` is not a number"))?,
             ),
+            // -1 (no TTL: a hand edit) counts as ending now.
+            left: Duration::from_millis(u64::try_from(left_ms).unwrap_or(0)),
         }))
     }
 
@@ -105,8 +118,14 @@ impl Store {
             .map_err(|_| {
                 StoreError::malformed_in(index.as_str(), "a member is not a session digest")
             })?;
-        // Each session is in its own slot: one step each, side by side.
-        let ended = try_join_all(digests.iter().map(|digest| self.end_session(digest))).await?;
+        // Each session is in its own slot: one step each, a few at a time.
+        let ending = digests
+            .into_iter()
+            .map(|digest| async move { self.end_session(&digest).await });
+        let ended: Vec<bool> = stream::iter(ending)
+            .buffer_unordered(ENDING_AT_ONCE)
+            .try_collect()
+            .await?;
         // Only what was read goes from the list, so one listed meanwhile
         // stays there for the next revocation.
         self.bounded(

@@ -104,6 +104,20 @@ impl Browser {
             .expect("the page opens");
     }
 
+    /// The status the page gets for `path` with its own session.
+    async fn fetch_as_the_page(&self, path: &str) -> u64 {
+        let script = r#"const [path, done] = arguments;
+            const { credential } = JSON.parse(sessionStorage.getItem("twofa-demo"));
+            fetch(path, { headers: { Authorization: `Bearer ${credential}` } })
+              .then((r) => done(r.status), () => done(0));"#;
+        self.client
+            .execute_async(script, vec![json!(path)])
+            .await
+            .expect("the page's fetch")
+            .as_u64()
+            .expect("a status")
+    }
+
     /// The page's whole text.
     async fn page_text(&self) -> String {
         self.client
@@ -436,6 +450,15 @@ async fn with_keys_the_page_follows_the_session_in_its_link_and_never_sees_anoth
     // Keyboard only: the code field, then Enter.
     assert_eq!(browser.answer(&app, "kb1", "111222").await, "111222");
     assert!(!browser.page_text().await.contains("c2's own question"));
+    // Nor could the page have asked: its own session, used from the page,
+    // is refused c2's list and finds no access of c2's.
+    assert_eq!(
+        browser
+            .fetch_as_the_page("/v1/customers/c2/challenges")
+            .await,
+        403
+    );
+    assert_eq!(browser.fetch_as_the_page("/v1/accesses/theirs").await, 404);
     assert_eq!(
         app.hash("theirs").await["status"],
         "need",
@@ -466,7 +489,7 @@ async fn a_revoked_or_expired_session_says_so_and_asks_for_a_new_one() {
     assert!(asks.is_displayed().await.expect("visible"));
 
     // A session that expires while the page is open: the same.
-    let short = app.mint("c1", Some(serde_json::json!({"ttl": 2}))).await;
+    let short = app.mint("c1", Some(serde_json::json!({"ttl": 5}))).await;
     browser.open_link(&app, &short).await;
     browser.until_text("#connection", "Live").await;
     browser

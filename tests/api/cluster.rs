@@ -12,7 +12,9 @@ use tokio::time::Instant;
 
 use tokio::task::JoinHandle;
 
-use crate::support::{Cluster, FeedClient, PATIENCE, Receiver, Reply, TestApp, settled};
+use crate::support::{
+    Cluster, FeedClient, PATIENCE, Receiver, Reply, SESSION_FEED_LIMIT, TestApp, settled,
+};
 
 /// Reads the feed until an event says `access` is in `status`.
 async fn until_event(feed: &mut FeedClient, access: &str, status: &str) {
@@ -428,7 +430,7 @@ async fn a_customer_sessions_story_runs_on_a_three_primary_cluster() {
     // Revoking them all reaches every slot, and the feed hears it on its
     // session's shard.
     app.end_sessions("c1").await;
-    feed.until_closed().await;
+    feed.until_closed_within(SESSION_FEED_LIMIT).await;
     for session in &sessions {
         app.as_session(session, Method::GET, "/v1/customers/c1/challenges", None)
             .await

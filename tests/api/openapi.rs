@@ -180,11 +180,22 @@ async fn the_documented_security_is_what_the_gateway_enforces() {
             // one each time, as some routes end sessions.
             let session = app.mint("c1", None).await;
             let (status, code) = probe(&app, Some(&session), method.clone(), &path).await;
+            let allowed = named("session").is_some();
             assert_eq!(
                 status == StatusCode::FORBIDDEN,
-                named("session").is_none(),
+                !allowed,
                 "a session on {name} {template}: {status} {code}"
             );
+            assert_ne!(status, StatusCode::UNAUTHORIZED, "a session on {template}");
+            if named("sessionQuery").is_some() {
+                let query = format!("{path}?session={session}");
+                let (status, code) = probe(&app, None, method.clone(), &query).await;
+                assert_eq!(
+                    status,
+                    StatusCode::BAD_REQUEST,
+                    "a session in the query of {template} passes, to the bad Last-Event-ID: {code}"
+                );
+            }
             let (status, _) = probe(&app, None, method.clone(), &path).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{name} {template}");
             for (role, key) in keys {
@@ -211,7 +222,14 @@ async fn probe(
     path: &str,
 ) -> (StatusCode, String) {
     let mut request = reqwest::Client::new()
-        .request(method, format!("{}{path}?timeout=0", app.base))
+        .request(
+            method,
+            format!(
+                "{}{path}{}timeout=0",
+                app.base,
+                if path.contains('?') { '&' } else { '?' }
+            ),
+        )
         .header("last-event-id", "not-an-id");
     if let Some(key) = key {
         request = request.bearer_auth(key);

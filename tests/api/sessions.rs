@@ -10,7 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::support::{Binary, TestApp, keyed_app, keys, start_redis};
+use crate::support::{Binary, SESSION_FEED_LIMIT, TestApp, keyed_app, keys, start_redis};
 
 /// The key Redis holds a session under: its SHA-256, never the string.
 fn session_key(session: &str) -> String {
@@ -269,6 +269,7 @@ async fn a_token_for_an_access_reposted_for_another_customer_is_never_stored() {
     };
     let answerer = async {
         let mut stored = 0;
+        let mut refused = 0;
         for _ in 0..POSTS {
             let submitted = app
                 .as_session(
@@ -283,14 +284,20 @@ async fn a_token_for_an_access_reposted_for_another_customer_is_never_stored() {
                     assert_eq!(submitted.body["customer"], "c1", "{submitted:?}");
                     stored += 1;
                 }
-                // Between attempts, c2's, or one already answered.
-                StatusCode::NOT_FOUND | StatusCode::CONFLICT => {}
+                // c2's attempt.
+                StatusCode::NOT_FOUND => refused += 1,
+                // One of c1's, already answered.
+                StatusCode::CONFLICT => {}
                 other => panic!("unexpected {other}: {submitted:?}"),
             }
         }
-        stored
+        (stored, refused)
     };
-    let ((), stored) = tokio::join!(poster, answerer);
+    let ((), (stored, refused)) = tokio::join!(poster, answerer);
+    assert!(
+        stored > 0 && refused > 0,
+        "{stored} stored, {refused} refused: no race was run"
+    );
     let trail = app.stream("2fa:access:{shared}:events").await;
     let answered: Vec<u32> = trail
         .iter()
@@ -322,7 +329,11 @@ async fn a_session_ended_by_itself_is_refused_and_its_feed_closes() {
     assert_eq!(ended.status, StatusCode::NO_CONTENT, "{ended:?}");
     // The feed closes (within PATIENCE, far less in practice), after
     // whatever it had to send.
-    let last = feed.until_closed().await.pop().expect("a closing event");
+    let last = feed
+        .until_closed_within(SESSION_FEED_LIMIT)
+        .await
+        .pop()
+        .expect("a closing event");
     assert!(last.retry.is_some(), "{last:?}");
     for (method, path) in [
         (Method::GET, "/v1/customers/c1/challenges"),
@@ -365,7 +376,7 @@ async fn ending_a_customers_sessions_ends_all_of_theirs_and_no_one_elses() {
         .await
         .assert_error(StatusCode::FORBIDDEN, "forbidden");
     app.end_sessions("c1").await;
-    feed.until_closed().await;
+    feed.until_closed_within(SESSION_FEED_LIMIT).await;
     for session in [&first, &second] {
         app.as_session(session, Method::GET, "/v1/customers/c1/challenges", None)
             .await
@@ -390,15 +401,36 @@ async fn ending_a_customers_sessions_ends_all_of_theirs_and_no_one_elses() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expired_session_is_refused_and_its_feed_closes_at_its_end() {
     let app = TestApp::spawn().await;
-    let session = app.mint("c1", Some(json!({"ttl": 1}))).await;
+    // A second's session is refused once Redis has ended it.
+    let brief = app.mint("c1", Some(json!({"ttl": 1}))).await;
+    app.until("the one-second session is refused", || async {
+        let listed = app
+            .as_session(&brief, Method::GET, "/v1/customers/c1/challenges", None)
+            .await;
+        listed.status == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    let exists: bool = app
+        .conn
+        .clone()
+        .exists(session_key(&brief))
+        .await
+        .expect("EXISTS");
+    assert!(!exists, "Redis ended it");
+
+    // A feed open at a session's end closes within the limit after it (the
+    // session lives a few seconds, so that a loaded machine opens the feed
+    // in time).
+    const TTL: Duration = Duration::from_secs(3);
+    let minted = tokio::time::Instant::now();
+    let session = app.mint("c1", Some(json!({"ttl": TTL.as_secs()}))).await;
     let mut feed = app.open_feed_with_session("c1", &session).await;
     assert_eq!(feed.status, StatusCode::OK);
-    let started = tokio::time::Instant::now();
-    feed.until_closed().await;
-    let took = started.elapsed();
+    feed.until_closed_within(TTL + SESSION_FEED_LIMIT).await;
+    let took = minted.elapsed();
     assert!(
-        took < Duration::from_secs(5),
-        "the feed outlived its session by {took:?}"
+        took >= TTL - Duration::from_millis(100),
+        "closed early, after {took:?}"
     );
     app.as_session(&session, Method::GET, "/v1/customers/c1/challenges", None)
         .await
@@ -406,7 +438,7 @@ async fn an_expired_session_is_refused_and_its_feed_closes_at_its_end() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_unknown_or_malformed_session_is_refused_before_anything_is_read() {
+async fn an_unknown_or_malformed_session_is_refused() {
     let app = keyed_app(None).await;
     let unknown = format!("tfs_{}", "A".repeat(43));
     for session in [unknown.as_str(), "tfs_short", "tfs_"] {
@@ -414,7 +446,20 @@ async fn an_unknown_or_malformed_session_is_refused_before_anything_is_read() {
             .await
             .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
     }
-    // The feed takes a session from its query; other routes do not.
+    // The feed takes a session from its query, for its own customer only;
+    // other routes do not.
+    let frontend = format!("Bearer {}", keys::FRONTEND);
+    let minted = app
+        .send_as(
+            Some(&frontend),
+            Method::POST,
+            "/v1/customers/c1/sessions",
+            None,
+        )
+        .await;
+    let session = minted.body["session"].as_str().expect("a session");
+    let theirs = app.open_feed_with_session("c2", session).await;
+    assert_eq!(theirs.status, StatusCode::FORBIDDEN);
     let queried = app
         .send_as(
             None,
@@ -510,7 +555,7 @@ async fn the_session_string_is_in_no_redis_key_or_value_no_log_line_and_no_metri
             .status,
         StatusCode::NO_CONTENT
     );
-    feed.until_closed().await;
+    feed.until_closed_within(SESSION_FEED_LIMIT).await;
     gateway.child.kill().expect("stop the gateway");
     let log = gateway.log_after_exit();
     assert!(
@@ -527,4 +572,31 @@ async fn the_session_string_is_in_no_redis_key_or_value_no_log_line_and_no_metri
         leaks.is_empty(),
         "the session leaked into the log: {leaks:#?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_reads_an_accesss_trail_only_from_when_its_customer_took_it() {
+    let app = TestApp::spawn().await;
+    // c2's attempt, then c1's two.
+    for customer in ["c2", "c1", "c1"] {
+        let posted = app.challenge("moved", customer, "code?").await;
+        assert_eq!(posted.status, StatusCode::CREATED, "{posted:?}");
+    }
+    let session = app.mint("c1", None).await;
+    let attempts = |trail: &Value| -> Vec<u64> {
+        let entries = trail.as_array().expect("a trail");
+        entries
+            .iter()
+            .map(|e| e["attempt"].as_u64().expect("an attempt"))
+            .collect()
+    };
+    let theirs = app
+        .as_session(&session, Method::GET, "/v1/accesses/moved/events", None)
+        .await;
+    assert_eq!(theirs.status, StatusCode::OK, "{theirs:?}");
+    assert_eq!(attempts(&theirs.body), [2, 3]);
+    let whole = app
+        .send(Method::GET, "/v1/accesses/moved/events", None)
+        .await;
+    assert_eq!(attempts(&whole.body), [1, 2, 3]);
 }

@@ -67,7 +67,7 @@ async function follow(current) {
       } else {
         const reply = { status: response.status, data: await response.json().catch(() => null) };
         if (response.status === 401) {
-          ended();
+          if (session === current) ended();
           return;
         }
         if (response.status >= 400 && response.status < 500) {
@@ -284,6 +284,7 @@ setInterval(() => {
 }, 1000);
 
 function start(customer, credential) {
+  session?.controller?.abort();
   session = { customer, credential, lastId: null, controller: null, cards: new Map() };
   sessionStorage.setItem("twofa-demo", JSON.stringify({ customer, credential }));
   $("sign-in-error").textContent = "";
@@ -343,14 +344,24 @@ new MutationObserver(() => {
   $("empty").hidden = $("challenges").children.length > 0;
 }).observe($("challenges"), { childList: true });
 
-$("connect").addEventListener("submit", (event) => {
+/** A session's shape: anything else (an API key, say) is never sent. */
+const SESSION = /^tfs_[A-Za-z0-9_-]{43}$/;
+
+$("connect").addEventListener("submit", async (event) => {
   event.preventDefault();
   const credential = $("session").value.trim();
   const customer = $("customer").value.trim();
   $("session").value = "";
-  if (credential) resume(credential);
-  else if (customer) mint(customer);
-  else backToForm("Type your customer id, or paste a session from TesBack.");
+  const button = $("connect").querySelector("button");
+  button.disabled = true;
+  try {
+    if (SESSION.test(credential)) await resume(credential);
+    else if (credential) backToForm("That is not a session: TesBack's sessions start with tfs_.");
+    else if (customer) await mint(customer);
+    else backToForm("Type your customer id, or paste a session from TesBack.");
+  } finally {
+    button.disabled = false;
+  }
 });
 $("leave").addEventListener("click", leave);
 
@@ -363,8 +374,7 @@ function fromFragment() {
   const given = new URLSearchParams(location.hash.slice(1)).get("session");
   if (!given) return false;
   history.replaceState(null, "", location.pathname + location.search);
-  session?.controller?.abort();
-  session = null;
+  backToForm("Checking your session…");
   resume(given);
   return true;
 }

@@ -19,6 +19,12 @@ if (started and started >= mine) or now_ms() - mine > tonumber(ARGV[9]) then
   return reply('superseded', false)
 end
 local attempt = tonumber(field('attempt') or '0') + 1
+-- The first attempt of this customer's: a customer session reads the trail
+-- from there on, never an earlier customer's moves.
+local since = field('customer_since')
+if field('customer') ~= ARGV[2] or not since then
+  since = tostring(attempt)
+end
 -- The hash is overwritten rather than deleted, so that what the attempt
 -- before left unrelayed (its `relay:` fields) goes out with this one; the
 -- fields only some challenges or statuses have go first (the optional
@@ -33,6 +39,7 @@ local fields = {
   'question', ARGV[4],
   'kind', ARGV[5],
   'attempt', tostring(attempt),
+  'customer_since', since,
   'started_at', ARGV[6],
   'updated_at', ARGV[6],
   'expires_at', ARGV[7],

@@ -76,13 +76,19 @@ impl FeedClient {
         }
     }
 
-    /// Reads until the gateway closes the feed, and returns the events it
-    /// sent on the way (a closing feed's last one carries a retry hint).
-    pub async fn until_closed(&mut self) -> Vec<SseEvent> {
+    /// Reads until the gateway closes the feed, which it must within
+    /// `limit`, and returns the events it sent on the way (a closing feed's
+    /// last one carries a retry hint).
+    pub async fn until_closed_within(&mut self, limit: Duration) -> Vec<SseEvent> {
         let mut events = Vec::new();
-        while let Some(event) = self.next_event().await {
-            events.push(event);
-        }
+        let read = async {
+            while let Some(event) = self.next_event().await {
+                events.push(event);
+            }
+        };
+        tokio::time::timeout(limit, read)
+            .await
+            .unwrap_or_else(|_| panic!("the feed was still open after {limit:?}"));
         events
     }
 

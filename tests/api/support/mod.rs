@@ -47,6 +47,10 @@ pub use scrapers::{
 /// broken one fails instead of hanging the suite.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
+/// How long a live feed may outlive the session it was opened with, as the
+/// issue allows: its revocation, or its end.
+pub const SESSION_FEED_LIMIT: Duration = Duration::from_secs(5);
+
 /// The result of a background task, which must come within `PATIENCE`.
 pub async fn settled<T>(task: JoinHandle<T>) -> T {
     tokio::time::timeout(PATIENCE, task)
