@@ -17,7 +17,7 @@ use crate::http::{self, AppState, Limits};
 use crate::model::{ExpiresIn, SessionTtl};
 use crate::pubsub::{Subscriber, SubscriberOptions};
 use crate::redis_target::{Target, redacted_url};
-use crate::store::{Keys, Store, StoreOptions};
+use crate::store::{EvictionPolicy, Keys, Store, StoreError, StoreOptions};
 use crate::webhooks::UrlPolicy;
 use crate::webhooks::delivery::{self, DeliveryOptions};
 
@@ -64,7 +64,8 @@ impl Application {
             submissions_per_minute: config.submissions_per_minute,
             token_ttl: Duration::from_secs(config.token_ttl),
         };
-        let store = Store::connect(&target, options)
+        let wait = Duration::from_secs(config.redis_wait);
+        let store = connect_patiently(&target, options, wait, &redacted_url(url))
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         let subscriber_options = SubscriberOptions {
@@ -96,6 +97,11 @@ impl Application {
             allow_http: config.webhook_allow_http,
             allow_private: config.webhook_allow_private,
         };
+        let eviction = tokio::spawn(watch_eviction_policy(
+            store.clone(),
+            subscriber.clone(),
+            shutdown.clone(),
+        ));
         let deliveries = tokio::spawn(delivery::run(
             store.clone(),
             DeliveryOptions {
@@ -139,7 +145,7 @@ impl Application {
         Ok(Self {
             listener,
             state,
-            background: vec![subscriber_task, sweeper, deliveries],
+            background: vec![subscriber_task, sweeper, deliveries, eviction],
         })
     }
 
@@ -162,6 +168,91 @@ impl Application {
             }
         }
         served
+    }
+}
+
+/// Reads Redis's `maxmemory-policy` now and after every reconnection (a
+/// Redis restarted, or failed over, may have another), and says loudly when
+/// Redis may evict our keys.
+async fn watch_eviction_policy(store: Store, subscriber: Subscriber, shutdown: CancellationToken) {
+    let mut connection = subscriber.connection();
+    let mut said_unknown = false;
+    loop {
+        match store.eviction_policy().await {
+            Ok(EvictionPolicy::Safe) => crate::metrics::eviction_safe(true),
+            Ok(EvictionPolicy::Evicting(policy)) => {
+                crate::metrics::eviction_safe(false);
+                tracing::error!(
+                    policy,
+                    "Redis's maxmemory-policy is {policy}: when Redis is full it may evict a \
+                     waiting challenge or a token (every key here has a TTL), and a customer's \
+                     code is then lost. Set `maxmemory-policy noeviction` (CONFIG SET, \
+                     redis.conf, or your provider's parameter group); a full Redis then refuses \
+                     writes, which the gateway answers with 503, and loses nothing"
+                );
+            }
+            Ok(EvictionPolicy::Unknown(why)) if !said_unknown => {
+                said_unknown = true;
+                tracing::warn!(
+                    %why,
+                    "cannot read Redis's maxmemory-policy; make sure it is noeviction, or Redis \
+                     may evict challenges and tokens when it is full"
+                );
+            }
+            Ok(EvictionPolicy::Unknown(_)) => {}
+            // Redis is away: read it again once the subscriber is back.
+            Err(error) => tracing::debug!(%error, "could not read maxmemory-policy"),
+        }
+        let reconnected = async {
+            let lost = connection.wait_for(|up| !*up).await.is_ok();
+            lost && connection.wait_for(|up| *up).await.is_ok()
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            back = reconnected => if !back { return },
+        }
+    }
+}
+
+/// How often a gateway waiting for Redis at start says so.
+const WAITING_LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// How long it pauses between two tries.
+const WAITING_PAUSE: Duration = Duration::from_millis(250);
+
+/// Connects to Redis, trying again for up to `wait` while it is not up yet:
+/// in a compose file or a pod the two start together. Only then does the
+/// HTTP port open, so a load balancer never sees a half-started gateway. An
+/// error that waiting cannot cure (a wrong password, a Redis too old) fails
+/// at once.
+async fn connect_patiently(
+    target: &Target,
+    options: StoreOptions,
+    wait: Duration,
+    shown_url: &str,
+) -> Result<Store, StoreError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut said: Option<tokio::time::Instant> = None;
+    loop {
+        let error = match Store::connect(target, options.clone()).await {
+            Ok(store) => {
+                if said.is_some() {
+                    tracing::info!(url = shown_url, "Redis answers");
+                }
+                return Ok(store);
+            }
+            Err(error) => error,
+        };
+        let now = tokio::time::Instant::now();
+        if !error.is_unavailable() || error.is_refused_login() || now >= deadline {
+            return Err(error);
+        }
+        if said.is_none_or(|at| now - at >= WAITING_LOG_EVERY) {
+            let left = (deadline - now).as_secs();
+            tracing::warn!(url = shown_url, %error, "waiting for Redis; giving up in {left} s");
+            said = Some(now);
+        }
+        tokio::time::sleep(WAITING_PAUSE.min(deadline - now)).await;
     }
 }
 

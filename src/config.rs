@@ -89,6 +89,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub token_ttl: u64,
 
+    /// Seconds the gateway waits at start for a Redis that does not answer
+    /// yet (one starting beside it), before it gives up; 0 gives up at once.
+    #[arg(long, env = "TWOFA_REDIS_WAIT", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=3_600))]
+    pub redis_wait: u64,
+
     /// Seconds a customer session lives when its minting does not say.
     #[arg(long, env = "TWOFA_SESSION_TTL", default_value_t = 900,
           value_parser = clap::value_parser!(u64).range(1..=3_600))]

@@ -100,14 +100,16 @@ fn describe() {
     );
     describe_counter!(
         "twofa_redis_errors_total",
-        "Redis calls that failed or timed out."
+        "Redis calls that failed, by kind: oom, timeout, connection, loading, other."
     );
     describe_counter!(
         "twofa_subscriber_reconnects_total",
         "Times the pub/sub connection was lost and replaced."
     );
     metrics::counter!("twofa_tokens_submitted_total").increment(0);
-    metrics::counter!("twofa_redis_errors_total").increment(0);
+    for kind in ["oom", "timeout", "connection", "loading", "other"] {
+        metrics::counter!("twofa_redis_errors_total", "kind" => kind).increment(0);
+    }
     metrics::counter!("twofa_subscriber_reconnects_total").increment(0);
     metrics::gauge!("twofa_waiters").increment(0.0);
     metrics::gauge!("twofa_feed_clients").increment(0.0);
@@ -173,6 +175,11 @@ pub fn waiters(delta: f64) {
     metrics::gauge!("twofa_waiters").increment(delta);
 }
 
+/// Whether Redis's `maxmemory-policy` is `noeviction`, as last read.
+pub fn eviction_safe(safe: bool) {
+    metrics::gauge!("twofa_redis_eviction_safe").set(if safe { 1.0 } else { 0.0 });
+}
+
 /// Live feeds now open (`delta` +1 or -1).
 pub fn feed_clients(delta: f64) {
     metrics::gauge!("twofa_feed_clients").increment(delta);
@@ -186,8 +193,10 @@ pub fn http_request(route: String, status: u16, took: Duration) {
         .record(took.as_secs_f64());
 }
 
-pub fn redis_error() {
-    metrics::counter!("twofa_redis_errors_total").increment(1);
+/// One failed Redis call, by kind: `oom`, `timeout`, `connection`,
+/// `loading` or `other`.
+pub fn redis_error(kind: &'static str) {
+    metrics::counter!("twofa_redis_errors_total", "kind" => kind).increment(1);
 }
 
 pub fn subscriber_reconnected() {

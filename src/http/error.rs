@@ -176,6 +176,9 @@ impl From<StoreError> for AppError {
             StoreError::Throttled(wait) => {
                 AppError::TooManyRequests(wait.as_millis().div_ceil(1000).max(1) as u64)
             }
+            _ if error.is_out_of_memory() => {
+                AppError::Unavailable("Redis is out of memory".to_owned())
+            }
             _ if error.is_unavailable() => AppError::Unavailable(error.to_string()),
             _ => AppError::Internal(error.to_string()),
         }

@@ -133,6 +133,12 @@ impl Subscriber {
         *self.shared.connected.borrow()
     }
 
+    /// Follows whether the subscriber is connected: each new connection,
+    /// after one was lost, is a reconnection to Redis.
+    pub fn connection(&self) -> watch::Receiver<bool> {
+        self.shared.connected.subscribe()
+    }
+
     /// How many times the subscriber connection was lost and replaced.
     pub fn reconnects(&self) -> u64 {
         self.shared.reconnects.load(Ordering::Relaxed)

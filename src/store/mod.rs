@@ -14,10 +14,12 @@
 //!   the webhook queues at least once, inline or by any gateway's sweep;
 //! - `webhooks`: webhook endpoints and their queues; `sessions`: customer
 //!   sessions, known by their digests;
+//! - `eviction`: whether Redis may evict our keys;
 //! - `sweep`: expiring what is due; `trail`: the audit trail read back;
 //! - `feed`: the customer's live feed read back; `keys`: every key name;
 //!   `hash`: an access hash read back into the domain types.
 
+mod eviction;
 mod feed;
 mod function;
 mod hash;
@@ -41,6 +43,7 @@ use redis::RetryMethod;
 use crate::metrics;
 use crate::model::{Access, AccessId, Token, Transition, UnixMillis};
 use crate::redis_target::{Link, Target};
+pub use eviction::EvictionPolicy;
 pub use keys::{Keys, Prefix};
 pub use script::{CLASSIC, FeedEntry, FeedEvent, FeedRead, SHARDED, Scripts};
 pub use sessions::Session;
@@ -102,11 +105,40 @@ impl StoreError {
         }
     }
 
-    /// Redis is down, unreachable or too slow: worth a retry later, as
+    /// Redis refused a write because it holds `maxmemory` already (`OOM`):
+    /// the command, or the whole function, ran not at all.
+    pub fn is_out_of_memory(&self) -> bool {
+        matches!(self, StoreError::Redis(e) if e.code() == Some("OOM"))
+    }
+
+    /// Redis refused the gateway's credentials: waiting will not cure it.
+    pub fn is_refused_login(&self) -> bool {
+        matches!(self, StoreError::Redis(e)
+            if e.kind() == redis::ErrorKind::AuthenticationFailed
+                || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM")))
+    }
+
+    /// What kind of failure it is, for `twofa_redis_errors_total{kind}`.
+    fn kind(&self) -> &'static str {
+        match self {
+            _ if self.is_out_of_memory() => "oom",
+            _ if self.is_timeout() => "timeout",
+            StoreError::Redis(e) if e.code() == Some("LOADING") => "loading",
+            StoreError::Redis(e)
+                if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() =>
+            {
+                "connection"
+            }
+            _ => "other",
+        }
+    }
+
+    /// Redis is down, unreachable, too slow or full: worth a retry later, as
     /// opposed to a bug or a refused step.
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Timeout(_) | StoreError::Contended(_) => true,
+            _ if self.is_out_of_memory() => true,
             StoreError::Redis(e) => {
                 e.is_io_error()
                     || e.is_timeout()
@@ -266,9 +298,12 @@ impl Store {
             Err(_) => Err(StoreError::Timeout(self.options.timeout)),
         };
         if let Err(error) = &result {
-            metrics::redis_error();
+            metrics::redis_error(error.kind());
             if error.is_timeout() {
                 self.link.replace();
+            }
+            if error.is_out_of_memory() {
+                warn_out_of_memory();
             }
         }
         result
@@ -375,4 +410,28 @@ fn all_but_failures<T>(
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// When the last out-of-memory warning was logged, in Unix ms.
+static OOM_WARNED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// At most one warning per 10 s, however many requests Redis refuses.
+const OOM_WARNING_EVERY: Duration = Duration::from_secs(10);
+
+fn warn_out_of_memory() {
+    use std::sync::atomic::Ordering;
+    let now = UnixMillis::now().0;
+    let last = OOM_WARNED.load(Ordering::Relaxed);
+    let due = now.saturating_sub(last) >= millis(OOM_WARNING_EVERY);
+    if due
+        && OOM_WARNED
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            "Redis is out of memory: it holds its `maxmemory` and refuses writes, so posts, \
+             submissions and reports get 503 until memory is freed. Raise `maxmemory`, or \
+             shorten TWOFA_RETENTION and TWOFA_FEED_RETENTION; reads still work"
+        );
+    }
 }

@@ -72,10 +72,16 @@ impl Scripts {
             lua!("function"),
         ];
         let mut library = Builder::new(publish, &prelude);
-        // Scripts that only read carry `no-writes`.
+        // Scripts that only read carry `no-writes`; `read`, which writes
+        // only to expire a challenge past its deadline, carries `allow-oom`,
+        // so that a full Redis still hands a waiting scraper its token.
         let mut add = |script: &'static str, body: &str| {
-            let read_only = matches!(script, "due" | "feed_since" | "trail");
-            library.function(script, if read_only { &["no-writes"] } else { &[] }, body)
+            let flags: &[&str] = match script {
+                "due" | "feed_since" | "trail" => &["no-writes"],
+                "read" => &["allow-oom"],
+                _ => &[],
+            };
+            library.function(script, flags, body)
         };
         let scripts = Scripts {
             post_challenge: add("post_challenge", lua!("post_challenge")),

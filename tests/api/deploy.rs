@@ -33,6 +33,10 @@ fn compose_runs_a_persistent_redis_and_the_gateway_with_healthchecks() {
     let command = strings(&redis["command"]).join(" ");
     assert!(command.contains("--appendonly yes"), "AOF is on: {command}");
     assert!(
+        command.contains("--maxmemory-policy noeviction"),
+        "Redis never evicts a challenge or a token: {command}"
+    );
+    assert!(
         command.contains("--requirepass ${REDIS_PASSWORD:?"),
         "Redis demands a password: {command}"
     );

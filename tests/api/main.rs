@@ -26,6 +26,7 @@ mod network;
 mod openapi;
 mod operations;
 mod outbox;
+mod redis_full;
 mod redis_restart;
 mod resilience;
 mod rolling_restart;

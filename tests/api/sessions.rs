@@ -10,7 +10,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::support::{Binary, SESSION_FEED_LIMIT, TestApp, keyed_app, keys, start_redis};
+use crate::support::{
+    Binary, SESSION_FEED_LIMIT, TestApp, keyed_app, keys, metrics_of, start_redis,
+};
 
 /// The key Redis holds a session under: its SHA-256, never the string.
 fn session_key(session: &str) -> String {
@@ -537,15 +539,7 @@ async fn the_session_string_is_in_no_redis_key_or_value_no_log_line_and_no_metri
         !redis_holds(&app, "2fa:session:{").await.is_empty(),
         "the scan sees sessions"
     );
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let metrics = metrics_of(&app.base).await;
     assert!(metrics.contains("twofa_"), "the metrics were read");
     assert!(!metrics.contains(secret));
 

@@ -33,9 +33,19 @@ pub struct Binary {
 
 impl Binary {
     pub fn serve(redis: &RedisServer, env: &[(&str, &str)]) -> Binary {
+        Binary::serve_at(&redis.url(), env, |_| {})
+    }
+
+    /// The binary on the Redis at `url`, which may not be up yet: each line
+    /// it logs before it listens goes to `before_listening` as it comes.
+    pub fn serve_at(
+        url: &str,
+        env: &[(&str, &str)],
+        mut before_listening: impl FnMut(&str),
+    ) -> Binary {
         use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_twofa-bridge"))
-            .env("REDIS_URL", redis.url())
+            .env("REDIS_URL", url)
             .env("TWOFA_LISTEN", "127.0.0.1:0")
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
@@ -67,6 +77,7 @@ impl Binary {
             if let Some(addr) = listening_addr(&line) {
                 break addr;
             }
+            before_listening(&line);
             binary.log_before_listening.push(line);
         };
         binary

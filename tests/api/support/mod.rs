@@ -35,7 +35,7 @@ pub use binary::{Binary, refused_start};
 pub use cluster::Cluster;
 pub use feed::FeedClient;
 pub use http::Reply;
-pub use operator::{TrailStep, field, step, stored_hashes, trails};
+pub use operator::{TrailStep, field, metrics_of, step, stored_hashes, trails};
 pub use receiver::{Receiver, hanging_receiver};
 pub use redis_servers::{redis_connection, start_redis, start_redis_with};
 pub use rng::Rng;

@@ -11,6 +11,16 @@ use twofa_bridge::redis_server::RedisServer;
 
 use super::{PATIENCE, TestApp, redis_connection};
 
+/// The Prometheus text a gateway at `base` serves.
+pub async fn metrics_of(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("the metrics' text")
+}
+
 impl TestApp {
     pub async fn hash(&self, access: &str) -> HashMap<String, String> {
         let mut conn = self.conn.clone();
