@@ -17,6 +17,7 @@ mod deploy;
 mod expiry;
 mod feed;
 mod feed_order;
+mod footprint;
 mod fuzz;
 mod gateway_crash;
 mod indexes;

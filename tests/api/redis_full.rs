@@ -28,18 +28,6 @@ impl TestApp {
             .await;
     }
 
-    async fn used_memory(&self) -> u64 {
-        let info: String = redis::cmd("INFO")
-            .arg("memory")
-            .query_async(&mut self.conn.clone())
-            .await
-            .expect("INFO");
-        info.lines()
-            .find_map(|line| line.strip_prefix("used_memory:"))
-            .and_then(|value| value.trim().parse().ok())
-            .expect("used_memory")
-    }
-
     async fn set_maxmemory(&self, bytes: u64) {
         let _: () = redis::cmd("CONFIG")
             .arg("SET")

@@ -22,6 +22,24 @@ pub async fn metrics_of(base: &str) -> String {
 }
 
 impl TestApp {
+    /// A section of `INFO`, as redis-cli shows it.
+    pub async fn redis_info(&self, section: &str) -> String {
+        redis::cmd("INFO")
+            .arg(section)
+            .query_async(&mut self.conn.clone())
+            .await
+            .expect("INFO")
+    }
+
+    /// Redis's `used_memory`, in bytes.
+    pub async fn used_memory(&self) -> u64 {
+        let info = self.redis_info("memory").await;
+        info.lines()
+            .find_map(|line| line.strip_prefix("used_memory:"))
+            .and_then(|value| value.trim().parse().ok())
+            .expect("used_memory")
+    }
+
     pub async fn hash(&self, access: &str) -> HashMap<String, String> {
         let mut conn = self.conn.clone();
         conn.hgetall(format!("2fa:access:{{{access}}}"))
