@@ -42,9 +42,9 @@ impl TestApp {
 /// them to their customers.
 async fn posted_and_shown(app: &TestApp, prefix: &str) -> Vec<String> {
     let accesses: Vec<String> = (0..CHALLENGES).map(|i| format!("{prefix}-{i}")).collect();
-    for chunk in accesses.chunks(50) {
+    for (n, chunk) in accesses.chunks(50).enumerate() {
         let posts = chunk.iter().enumerate().map(|(i, access)| {
-            let customer = format!("{prefix}-c{}", i % CUSTOMERS);
+            let customer = format!("{prefix}-c{}", (n * 50 + i) % CUSTOMERS);
             async move { app.challenge(access, &customer, "Type the code").await }
         });
         for posted in join_all(posts).await {
